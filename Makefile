@@ -1,0 +1,22 @@
+# calm's build and test entry points. `make test` is what CI runs.
+GO ?= go
+export GOFLAGS ?= -mod=mod
+
+.PHONY: test deps test-unit test-race fuzz-short build vet
+
+build:
+	$(GO) build -o bin/calm ./cmd/calm
+
+# deps installs the programs the tests start (redis-server, redis-cli) when
+# they are missing. It needs root and Debian's apt-get.
+deps:
+	@command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1 || { \
+		echo "installing redis-server and redis-tools with apt-get"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-tools >/dev/null; }
+	@# The Debian package starts a system redis on port 6379; the tests start their own.
+
+vet:
+	$(GO) vet ./...
+
+test: deps vet
+	CALM_REQUIRE_REDIS=1 $(GO) test -race -count=1 -timeout 12m ./...

@@ -1,0 +1,155 @@
+// Package algorithm holds calm's rate-limiting decisions as pure functions.
+//
+// Each algorithm is a function of (state, now, limit, cost) that returns the
+// next state and a decision. Nothing here does I/O, reads a clock or keeps
+// state between calls: stores keep the state and supply the time.
+//
+// All arithmetic is on int64 integers in microseconds. The same math runs in
+// Redis Lua scripts, where numbers are IEEE doubles, so every intermediate
+// value stays below 2^53; Limit.Validate enforces the bound that makes this
+// true.
+package algorithm
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Kind names an algorithm. The zero value is SlidingWindow.
+type Kind uint8
+
+// The algorithms calm implements.
+const (
+	SlidingWindow Kind = iota // sliding window counter, weighted previous window
+	FixedWindow
+	TokenBucket
+	LeakyBucket // meter: rejects when the bucket is full
+	LeakyQueue  // leaky bucket as a queue: delays a request until it may pass
+	GCRA
+)
+
+var kindNames = [...]string{
+	SlidingWindow: "sliding_window",
+	FixedWindow:   "fixed_window",
+	TokenBucket:   "token_bucket",
+	LeakyBucket:   "leaky_bucket",
+	LeakyQueue:    "leaky_queue",
+	GCRA:          "gcra",
+}
+
+// String returns the configuration name of k, such as "sliding_window".
+func (k Kind) String() string {
+	if int(k) < len(kindNames) {
+		return kindNames[k]
+	}
+	return fmt.Sprintf("algorithm(%d)", uint8(k))
+}
+
+// ParseKind returns the Kind whose configuration name is s.
+func ParseKind(s string) (Kind, error) {
+	for k, name := range kindNames {
+		if name == s {
+			return Kind(k), nil
+		}
+	}
+	return 0, fmt.Errorf("unknown algorithm %q: use sliding_window, fixed_window, token_bucket, leaky_bucket, leaky_queue or gcra", s)
+}
+
+// MaxProduct is the largest value that Quota × Window (and Burst × Window)
+// may reach. It is 2^53, the largest integer below which IEEE doubles, and so
+// the Lua twins of these functions, count exactly.
+const MaxProduct = 1 << 53
+
+// Limit is one rule in the units the algorithms work in.
+type Limit struct {
+	Quota  int64 // requests (or cost units) per Window; > 0
+	Window int64 // window length in microseconds; > 0
+	// Burst is the bucket capacity for TokenBucket, LeakyBucket, LeakyQueue
+	// and GCRA. Zero means Quota.
+	Burst int64
+	// Delay applies to LeakyQueue only: the first Delay units of excess are
+	// served without waiting, as nginx limit_req's delay= parameter. Zero
+	// means every excess request waits.
+	Delay int64
+	// MaxWait applies to LeakyQueue only: a request that would wait longer
+	// than MaxWait microseconds is rejected instead.
+	MaxWait int64
+}
+
+// ErrInvalidLimit reports a Limit that no algorithm can apply.
+var ErrInvalidLimit = errors.New("invalid limit")
+
+// Capacity returns the largest cost that a single request may carry under l.
+func (l Limit) Capacity() int64 {
+	if l.Burst > 0 {
+		return l.Burst
+	}
+	return l.Quota
+}
+
+// Validate reports whether l can be applied exactly by every algorithm.
+func (l Limit) Validate() error {
+	switch {
+	case l.Quota <= 0:
+		return fmt.Errorf("%w: quota %d must be positive", ErrInvalidLimit, l.Quota)
+	case l.Window <= 0:
+		return fmt.Errorf("%w: window %dµs must be positive", ErrInvalidLimit, l.Window)
+	case l.Burst < 0 || l.Delay < 0 || l.MaxWait < 0:
+		return fmt.Errorf("%w: burst, delay and max wait must not be negative", ErrInvalidLimit)
+	case l.Quota > MaxProduct/l.Window || l.Capacity() > MaxProduct/l.Window:
+		return fmt.Errorf("%w: %d per %dµs is too large: quota × window must stay below 2^53 µs", ErrInvalidLimit, l.Quota, l.Window)
+	}
+	return nil
+}
+
+// State is the per-key state of every algorithm: three integers whose
+// meaning depends on the Kind. The zero State is a key never seen before.
+// Stores may encode it more compactly as long as Decide sees the same values.
+type State struct {
+	A, B, C int64
+}
+
+// Reason says why a decision was made.
+type Reason uint8
+
+// Reasons for a decision.
+const (
+	ReasonAllowed      Reason = iota
+	ReasonLimited             // the budget is spent; RetryAfter says when it returns
+	ReasonCostTooLarge        // cost exceeds the capacity, so the request can never pass
+	ReasonQueueFull           // LeakyQueue: the wait would exceed MaxWait
+	ReasonInvalidCost         // negative cost
+)
+
+var reasonNames = [...]string{
+	ReasonAllowed:      "allowed",
+	ReasonLimited:      "limited",
+	ReasonCostTooLarge: "cost_exceeds_capacity",
+	ReasonQueueFull:    "queue_full",
+	ReasonInvalidCost:  "invalid_cost",
+}
+
+// String returns a stable snake_case name for r, used in logs and bodies.
+func (r Reason) String() string {
+	if int(r) < len(reasonNames) {
+		return reasonNames[r]
+	}
+	return fmt.Sprintf("reason(%d)", uint8(r))
+}
+
+// Decision is the outcome of one rule for one request. Durations are in
+// microseconds and are never negative.
+type Decision struct {
+	Allowed   bool
+	Reason    Reason
+	Limit     int64 // the rule's quota, as reported in RateLimit-Limit
+	Remaining int64 // budget left after this request; never negative
+	// ResetAfter is the time until the budget is fully available again
+	// (the window end for window algorithms).
+	ResetAfter int64
+	// RetryAfter is the time until a request of the same cost could pass.
+	// Zero when allowed, and zero with ReasonCostTooLarge.
+	RetryAfter int64
+	// Wait is how long an allowed LeakyQueue request must be delayed.
+	Wait int64
+}

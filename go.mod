@@ -1,0 +1,3 @@
+module github.com/calm-limiter/calm
+
+go 1.26
