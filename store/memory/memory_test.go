@@ -1,0 +1,373 @@
+package memory
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/calm-limiter/calm/algorithm"
+	"github.com/calm-limiter/calm/store"
+)
+
+// testClock is a clock that moves only when a test moves it.
+type testClock struct{ micros atomic.Int64 }
+
+func newTestClock() *testClock {
+	c := &testClock{}
+	c.micros.Store(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC).UnixMicro())
+	return c
+}
+
+func (c *testClock) Now() time.Time          { return time.UnixMicro(c.micros.Load()) }
+func (c *testClock) Advance(d time.Duration) { c.micros.Add(d.Microseconds()) }
+
+func perMinute(n int64) algorithm.Limit {
+	return algorithm.Limit{Quota: n, Window: time.Minute.Microseconds()}
+}
+
+func check(key string, l algorithm.Limit) store.Check {
+	return store.Check{Key: key, Algorithm: algorithm.FixedWindow, Limit: l}
+}
+
+// newTestStore returns a store on clk with at most the given number of
+// shards, closed when the test ends.
+func newTestStore(t testing.TB, clk *testClock, maxKeys, shards int) *Store {
+	t.Helper()
+	s := newStore(Config{MaxKeys: maxKeys, Clock: clk.Now}, shards)
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// apply runs one check of cost 1 and fails the test on error.
+func apply(t testing.TB, s *Store, c store.Check) algorithm.Decision {
+	t.Helper()
+	out := make([]algorithm.Decision, 1)
+	if _, err := s.Apply(context.Background(), []store.Check{c}, 1, out); err != nil {
+		t.Fatalf("Apply(%q) error: %v", c.Key, err)
+	}
+	return out[0]
+}
+
+// keysInDistinctShards returns two keys that fall in different shards of s.
+func keysInDistinctShards(t *testing.T, s *Store) (string, string) {
+	t.Helper()
+	first := "a"
+	for i := 0; i < 1000; i++ {
+		k := fmt.Sprintf("b%d", i)
+		if s.shardOf(s.hash(k)) != s.shardOf(s.hash(first)) {
+			return first, k
+		}
+	}
+	t.Fatal("no two keys in distinct shards")
+	return "", ""
+}
+
+func TestApplyLimitsOneKey(t *testing.T) {
+	t.Parallel()
+	clk := newTestClock()
+	s := newTestStore(t, clk, 0, maxShards)
+	c := check("k", perMinute(3))
+
+	for i := 1; i <= 3; i++ {
+		if d := apply(t, s, c); !d.Allowed || d.Remaining != int64(3-i) {
+			t.Fatalf("request %d = %+v, want allowed with remaining %d", i, d, 3-i)
+		}
+	}
+	if d := apply(t, s, c); d.Allowed {
+		t.Fatalf("request 4 = %+v, want denied", d)
+	}
+	clk.Advance(time.Minute)
+	if d := apply(t, s, c); !d.Allowed {
+		t.Fatalf("request after a minute = %+v, want allowed", d)
+	}
+}
+
+func TestApplyEvictsLeastRecentlyUsed(t *testing.T) {
+	t.Parallel()
+	clk := newTestClock()
+	s := newTestStore(t, clk, 3, 1)
+	l := perMinute(1)
+
+	for _, k := range []string{"a", "b", "c"} {
+		apply(t, s, check(k, l))
+	}
+	// A denied request is use too: "a" becomes the most recently used.
+	if d := apply(t, s, check("a", l)); d.Allowed {
+		t.Fatalf("second request on a = %+v, want denied", d)
+	}
+	apply(t, s, check("d", l))
+
+	for _, tc := range []struct {
+		key  string
+		want bool
+	}{{"a", true}, {"b", false}, {"c", true}, {"d", true}} {
+		if got := s.contains(tc.key); got != tc.want {
+			t.Errorf("contains(%q) = %v, want %v", tc.key, got, tc.want)
+		}
+	}
+	if n := s.Len(); n != 3 {
+		t.Errorf("Len() = %d, want 3", n)
+	}
+}
+
+func TestApplyNeverExceedsMaxKeys(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		maxKeys int
+	}{
+		{name: "one key", maxKeys: 1},
+		{name: "fewer keys than shards", maxKeys: 5},
+		{name: "many shards", maxKeys: 1000},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s := newTestStore(t, newTestClock(), tc.maxKeys, maxShards)
+			var wg sync.WaitGroup
+			for g := 0; g < 8; g++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := 0; i < 2000; i++ {
+						apply(t, s, check(fmt.Sprintf("g%d-k%d", g, i), perMinute(5)))
+					}
+				}()
+			}
+			wg.Wait()
+			if n := s.Len(); n > tc.maxKeys || n == 0 {
+				t.Errorf("Len() = %d, want between 1 and %d", n, tc.maxKeys)
+			}
+		})
+	}
+}
+
+func TestSweepDropsExpiredKeys(t *testing.T) {
+	t.Parallel()
+	clk := newTestClock()
+	s := newTestStore(t, clk, 0, maxShards)
+	short := algorithm.Limit{Quota: 1, Window: time.Second.Microseconds()}
+	long := algorithm.Limit{Quota: 1, Window: time.Hour.Microseconds()}
+	apply(t, s, check("short", short))
+	apply(t, s, check("long", long))
+
+	if n := s.sweep(); n != 0 {
+		t.Fatalf("sweep() at once dropped %d keys, want 0", n)
+	}
+	clk.Advance(time.Minute)
+	if n := s.sweep(); n != 1 {
+		t.Fatalf("sweep() after a minute dropped %d keys, want 1", n)
+	}
+	if s.contains("short") || !s.contains("long") {
+		t.Fatalf("after sweep: contains(short) = %v, contains(long) = %v, want false, true",
+			s.contains("short"), s.contains("long"))
+	}
+	clk.Advance(24 * time.Hour)
+	if n := s.sweep(); n != 1 {
+		t.Fatalf("sweep() after a day dropped %d keys, want 1", n)
+	}
+	if n := s.Len(); n != 0 {
+		t.Fatalf("Len() = %d, want 0", n)
+	}
+}
+
+func TestApplyReadsExpiredKeyAsFresh(t *testing.T) {
+	t.Parallel()
+	clk := newTestClock()
+	s := newTestStore(t, clk, 0, maxShards)
+	c := check("k", algorithm.Limit{Quota: 1, Window: time.Second.Microseconds()})
+	apply(t, s, c)
+	if d := apply(t, s, c); d.Allowed {
+		t.Fatalf("second request = %+v, want denied", d)
+	}
+	clk.Advance(time.Hour)
+	if d := apply(t, s, c); !d.Allowed {
+		t.Fatalf("request an hour later = %+v, want allowed", d)
+	}
+}
+
+func TestApplyConcurrentAdmitsExactlyQuota(t *testing.T) {
+	t.Parallel()
+	s := newTestStore(t, newTestClock(), 0, maxShards)
+	c := []store.Check{check("login", perMinute(10))}
+	var admitted atomic.Int64
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for g := 0; g < 200; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			out := make([]algorithm.Decision, 1)
+			ok, err := s.Apply(context.Background(), c, 1, out)
+			if err != nil {
+				t.Errorf("Apply error: %v", err)
+			}
+			if ok {
+				admitted.Add(1)
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	if n := admitted.Load(); n != 10 {
+		t.Fatalf("200 concurrent requests on 10/minute admitted %d, want 10", n)
+	}
+}
+
+func TestApplyAllOrNothingAcrossShards(t *testing.T) {
+	t.Parallel()
+	s := newTestStore(t, newTestClock(), 0, maxShards)
+	k1, k2 := keysInDistinctShards(t, s)
+	checks := []store.Check{check(k1, perMinute(5)), check(k2, perMinute(1))}
+	out := make([]algorithm.Decision, 2)
+
+	ok, err := s.Apply(context.Background(), checks, 1, out)
+	if err != nil || !ok {
+		t.Fatalf("first Apply = %v, %v, want true, nil", ok, err)
+	}
+	for i := 0; i < 3; i++ {
+		ok, err = s.Apply(context.Background(), checks, 1, out)
+		if err != nil || ok {
+			t.Fatalf("Apply %d = %v, %v, want false, nil", i+2, ok, err)
+		}
+		if out[1].Allowed {
+			t.Fatalf("Apply %d decision for %s = %+v, want denied", i+2, k2, out[1])
+		}
+	}
+	if d := apply(t, s, check(k1, perMinute(5))); !d.Allowed || d.Remaining != 3 {
+		t.Fatalf("Apply(%s) after denied calls = %+v, want allowed with remaining 3", k1, d)
+	}
+}
+
+func TestApplyOppositeOrdersDoNotDeadlock(t *testing.T) {
+	t.Parallel()
+	s := newTestStore(t, newTestClock(), 0, maxShards)
+	k1, k2 := keysInDistinctShards(t, s)
+	l := perMinute(1_000_000)
+	orders := [][]store.Check{
+		{check(k1, l), check(k2, l)},
+		{check(k2, l), check(k1, l)},
+	}
+	var wg sync.WaitGroup
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out := make([]algorithm.Decision, 2)
+			for i := 0; i < 500; i++ {
+				if _, err := s.Apply(context.Background(), orders[(g+i)%2], 1, out); err != nil {
+					t.Errorf("Apply error: %v", err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if d := apply(t, s, check(k1, l)); d.Remaining != 1_000_000-4001 {
+		t.Fatalf("Remaining(%s) = %d, want %d", k1, d.Remaining, 1_000_000-4001)
+	}
+}
+
+func TestApplySameKeyTwiceChargesTwice(t *testing.T) {
+	t.Parallel()
+	s := newTestStore(t, newTestClock(), 0, maxShards)
+	c := check("k", perMinute(3))
+	out := make([]algorithm.Decision, 2)
+	ok, err := s.Apply(context.Background(), []store.Check{c, c}, 1, out)
+	if err != nil || !ok {
+		t.Fatalf("Apply = %v, %v, want true, nil", ok, err)
+	}
+	if out[1].Remaining != 1 {
+		t.Fatalf("second decision Remaining = %d, want 1", out[1].Remaining)
+	}
+	if d := apply(t, s, c); !d.Allowed || d.Remaining != 0 {
+		t.Fatalf("third request = %+v, want allowed with remaining 0", d)
+	}
+}
+
+func TestApplyRejectsBadInput(t *testing.T) {
+	t.Parallel()
+	s := newTestStore(t, newTestClock(), 0, maxShards)
+	canceled, cancel := context.WithCancel(context.Background())
+	cancel()
+	good := check("k", perMinute(1))
+	tests := []struct {
+		name    string
+		ctx     context.Context
+		checks  []store.Check
+		out     int
+		wantErr error
+	}{
+		{"zero quota", context.Background(), []store.Check{good, check("k2", algorithm.Limit{Window: 1})}, 2, algorithm.ErrInvalidLimit},
+		{"negative window", context.Background(), []store.Check{good, check("k2", algorithm.Limit{Quota: 1, Window: -1})}, 2, algorithm.ErrInvalidLimit},
+		{"overflowing limit", context.Background(), []store.Check{good, check("k2", algorithm.Limit{Quota: 1 << 40, Window: 1 << 20})}, 2, algorithm.ErrInvalidLimit},
+		{"short output", context.Background(), []store.Check{good, good}, 1, ErrShortOutput},
+		{"canceled context", canceled, []store.Check{good}, 1, context.Canceled},
+	}
+	for _, tc := range tests {
+		ok, err := s.Apply(tc.ctx, tc.checks, 1, make([]algorithm.Decision, tc.out))
+		if ok || !errors.Is(err, tc.wantErr) {
+			t.Errorf("%s: Apply = %v, %v, want false, %v", tc.name, ok, err, tc.wantErr)
+		}
+	}
+	if d := apply(t, s, good); !d.Allowed {
+		t.Fatalf("Apply(k) after rejected calls = %+v, want allowed", d)
+	}
+}
+
+func TestApplyNoChecksAllows(t *testing.T) {
+	t.Parallel()
+	s := newTestStore(t, newTestClock(), 0, maxShards)
+	ok, err := s.Apply(context.Background(), nil, 1, nil)
+	if !ok || err != nil {
+		t.Fatalf("Apply(no checks) = %v, %v, want true, nil", ok, err)
+	}
+}
+
+func TestCloseStopsSweeper(t *testing.T) {
+	t.Parallel()
+	s := New(Config{CleanupInterval: time.Millisecond})
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close() = %v, want nil", err)
+	}
+	select {
+	case <-s.done:
+	default:
+		t.Fatal("sweeper still running after Close")
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("second Close() = %v, want nil", err)
+	}
+	_, err := s.Apply(context.Background(), []store.Check{check("k", perMinute(1))}, 1, make([]algorithm.Decision, 1))
+	if !errors.Is(err, store.ErrClosed) {
+		t.Fatalf("Apply after Close error = %v, want %v", err, store.ErrClosed)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		cfg     Config
+		wantErr string
+	}{
+		{name: "zero", cfg: Config{}},
+		{name: "negative max keys", cfg: Config{MaxKeys: -1}, wantErr: "RATELIMIT_MEMORY_MAX_KEYS is -1"},
+		{name: "negative interval", cfg: Config{CleanupInterval: -time.Second}, wantErr: "RATELIMIT_MEMORY_CLEANUP_INTERVAL is -1s"},
+	}
+	for _, tc := range tests {
+		err := tc.cfg.Validate()
+		switch {
+		case tc.wantErr == "" && err != nil:
+			t.Errorf("%s: Validate() = %v, want nil", tc.name, err)
+		case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
+			t.Errorf("%s: Validate() = %v, want an error containing %q", tc.name, err, tc.wantErr)
+		}
+	}
+}
