@@ -60,26 +60,41 @@ func ParseKind(s string) (Kind, error) {
 // the Lua twins of these functions, count exactly.
 const MaxProduct = 1 << 53
 
+// Bounds on the durations in a Limit, in microseconds. Every time value the
+// algorithms compute is a timestamp plus a few such durations, so with Unix
+// microseconds near 2^51 today these bounds keep all of them below 2^53.
+// MinWindow also keeps the few sums of a product and a quota (such as
+// Burst×Window + Quota) below 2^53.
+const (
+	MinWindow   = 1000    // 1 ms
+	MaxDuration = 1 << 50 // about 35.7 years
+)
+
 // Limit is one rule in the units the algorithms work in.
 type Limit struct {
 	Quota  int64 // requests (or cost units) per Window; > 0
-	Window int64 // window length in microseconds; > 0
+	Window int64 // window length in microseconds; MinWindow to MaxDuration
 	// Burst is the bucket capacity for TokenBucket, LeakyBucket, LeakyQueue
-	// and GCRA. Zero means Quota.
+	// and GCRA: the largest cost that may pass at once. Zero means Quota.
+	// The window algorithms ignore it.
 	Burst int64
 	// Delay applies to LeakyQueue only: the first Delay units of excess are
 	// served without waiting, as nginx limit_req's delay= parameter. Zero
-	// means every excess request waits.
+	// means every excess request waits. A Delay at or above the capacity
+	// means no request waits, as nginx's nodelay.
 	Delay int64
 	// MaxWait applies to LeakyQueue only: a request that would wait longer
-	// than MaxWait microseconds is rejected instead.
+	// than MaxWait microseconds is rejected instead. Zero means no bound
+	// besides the capacity, which already bounds the wait to
+	// (capacity − Delay) × Window / Quota.
 	MaxWait int64
 }
 
 // ErrInvalidLimit reports a Limit that no algorithm can apply.
 var ErrInvalidLimit = errors.New("invalid limit")
 
-// Capacity returns the largest cost that a single request may carry under l.
+// Capacity returns the largest cost that a single request may carry under l
+// with the bucket algorithms and GCRA. The window algorithms use Quota.
 func (l Limit) Capacity() int64 {
 	if l.Burst > 0 {
 		return l.Burst
@@ -87,24 +102,52 @@ func (l Limit) Capacity() int64 {
 	return l.Quota
 }
 
-// Validate reports whether l can be applied exactly by every algorithm.
+// Validate reports whether l can be applied exactly by every algorithm, in
+// Go and in Lua.
 func (l Limit) Validate() error {
 	switch {
 	case l.Quota <= 0:
 		return fmt.Errorf("%w: quota %d must be positive", ErrInvalidLimit, l.Quota)
-	case l.Window <= 0:
-		return fmt.Errorf("%w: window %dµs must be positive", ErrInvalidLimit, l.Window)
+	case l.Window < MinWindow || l.Window > MaxDuration:
+		return fmt.Errorf("%w: window %dµs must be between %dµs (1 ms) and %dµs (about 35 years)",
+			ErrInvalidLimit, l.Window, MinWindow, MaxDuration)
 	case l.Burst < 0 || l.Delay < 0 || l.MaxWait < 0:
 		return fmt.Errorf("%w: burst, delay and max wait must not be negative", ErrInvalidLimit)
-	case l.Quota > MaxProduct/l.Window || l.Capacity() > MaxProduct/l.Window:
-		return fmt.Errorf("%w: %d per %dµs is too large: quota × window must stay below 2^53 µs", ErrInvalidLimit, l.Quota, l.Window)
+	case l.Quota > (MaxProduct-1)/l.Window || l.Capacity() > (MaxProduct-1)/l.Window:
+		return fmt.Errorf("%w: %d per %dµs is too large: quota × window must stay below 2^53 µs",
+			ErrInvalidLimit, l.Capacity(), l.Window)
+	case l.Capacity()*l.Window/l.Quota > MaxDuration:
+		return fmt.Errorf("%w: burst %d refills in more than %dµs at %d per %dµs: lower the burst",
+			ErrInvalidLimit, l.Capacity(), int64(MaxDuration), l.Quota, l.Window)
+	case l.MaxWait > MaxDuration:
+		return fmt.Errorf("%w: max wait %dµs exceeds %dµs", ErrInvalidLimit, l.MaxWait, int64(MaxDuration))
 	}
 	return nil
 }
 
 // State is the per-key state of every algorithm: three integers whose
-// meaning depends on the Kind. The zero State is a key never seen before.
-// Stores may encode it more compactly as long as Decide sees the same values.
+// meaning depends on the Kind. The zero State is a key never seen before, and
+// a State that has aged past the point where it can change a decision
+// decides exactly as the zero State does. Stores may encode it more
+// compactly as long as Decide sees the same values. Times are Unix
+// microseconds.
+//
+//	Kind           A                          B                             C
+//	FixedWindow    start of the window        units used in it              0
+//	SlidingWindow  start of the current       units used in the current     units used in the
+//	               window                     window                        previous window
+//	TokenBucket    time of the last charge    token deficit at A, in        0
+//	                                          token·µs (tokens × Window)
+//	LeakyBucket    time of the last charge    water level at A, in          0
+//	                                          unit·µs (units × Window)
+//	LeakyQueue     theoretical arrival time   fraction of TAT in units of   0
+//	               (TAT), whole µs            1/Quota µs, 0 ≤ B < Quota
+//	GCRA           same as LeakyQueue         same as LeakyQueue            0
+//
+// Window starts are multiples of Window. B of the buckets lies in
+// [0, Capacity×Window] and drains by Quota per microsecond; zero means a full
+// TokenBucket or an empty LeakyBucket. The TAT of GCRA and LeakyQueue is
+// A + B/Quota microseconds and grows by Window/Quota per unit of cost.
 type State struct {
 	A, B, C int64
 }
