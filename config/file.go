@@ -1,0 +1,131 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// MaxFileSize bounds a config file: 1 MiB.
+const MaxFileSize = 1 << 20
+
+// File is a parsed config file:
+//
+//	settings:          # any setting by its file key, see docs/CONFIG.md
+//	  algorithm: token_bucket
+//	  default_limit: [100/minute, 1000/hour]
+//	...                # every other top-level key belongs to the policies
+//
+// A list value in settings is joined with commas, so default_limit may be
+// written as a list or as one string.
+type File struct {
+	// Path names the file in messages.
+	Path string
+	// Settings maps a setting's Key to its text.
+	Settings map[string]string
+	// Policies holds the other top-level sections, undecoded, for the
+	// policy model to decode.
+	Policies map[string]yaml.Node
+	// order lists the settings keys as written, for stable messages.
+	order []string
+}
+
+// ReadFile reads and parses the config file at path.
+func ReadFile(path string) (*File, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading config file: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading config file %s: %w", path, err)
+	}
+	return ParseFile(path, data)
+}
+
+// ParseFile parses a config file's content; path names it in messages.
+func ParseFile(path string, data []byte) (*File, error) {
+	if len(data) > MaxFileSize {
+		return nil, fmt.Errorf("config file %s: larger than %d bytes", path, MaxFileSize)
+	}
+	f := &File{Path: path, Settings: map[string]string{}, Policies: map[string]yaml.Node{}}
+	var doc map[string]yaml.Node
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("config file %s: invalid YAML: %w", path, err)
+	}
+	var extra map[string]yaml.Node
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("config file %s: want one YAML document, found more", path)
+	}
+	for key, node := range doc {
+		if key == "settings" {
+			if err := f.readSettings(node); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		f.Policies[key] = node
+	}
+	return f, nil
+}
+
+// readSettings reads the settings mapping into f.Settings.
+func (f *File) readSettings(node yaml.Node) error {
+	if node.Kind == yaml.ScalarNode && node.Tag == "!!null" {
+		return nil
+	}
+	if node.Kind != yaml.MappingNode {
+		return fmt.Errorf("config file %s: line %d: settings: want a mapping of setting names to values",
+			f.Path, node.Line)
+	}
+	for i := 0; i+1 < len(node.Content); i += 2 {
+		key, value := node.Content[i], node.Content[i+1]
+		if key.Kind != yaml.ScalarNode {
+			return fmt.Errorf("config file %s: line %d: settings: want a setting name", f.Path, key.Line)
+		}
+		if _, dup := f.Settings[key.Value]; dup {
+			return fmt.Errorf("config file %s: line %d: settings.%s: already defined above",
+				f.Path, key.Line, key.Value)
+		}
+		text, err := scalarText(value)
+		if err != nil {
+			return fmt.Errorf("config file %s: line %d: settings.%s: %w", f.Path, value.Line, key.Value, err)
+		}
+		f.Settings[key.Value] = text
+		f.order = append(f.order, key.Value)
+	}
+	return nil
+}
+
+// scalarText returns the text of a scalar, or of a list of scalars joined
+// with commas.
+func scalarText(n *yaml.Node) (string, error) {
+	switch n.Kind {
+	case yaml.ScalarNode:
+		if n.Tag == "!!null" {
+			return "", nil
+		}
+		return n.Value, nil
+	case yaml.SequenceNode:
+		parts := make([]string, 0, len(n.Content))
+		for _, item := range n.Content {
+			if item.Kind != yaml.ScalarNode {
+				return "", errors.New("want a value or a list of values")
+			}
+			parts = append(parts, item.Value)
+		}
+		return strings.Join(parts, ","), nil
+	case yaml.AliasNode:
+		if n.Alias != nil {
+			return scalarText(n.Alias)
+		}
+	}
+	return "", errors.New("want a value or a list of values")
+}
