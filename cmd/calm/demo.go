@@ -1,0 +1,161 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+)
+
+// demoRoute is one endpoint of the built-in demo API with its limits.
+type demoRoute struct {
+	pattern string
+	limits  []string // nil means the default limits
+	handler http.HandlerFunc
+}
+
+// demoRoutes is the demo API that `calm serve` answers without --upstream.
+// The limits show the usual shapes: tight limits on credentials, loose ones
+// on public reads, and the default limits on /api/test.
+var demoRoutes = []demoRoute{
+	{"POST /auth/login", []string{"3/minute", "10/hour"}, demoLogin},
+	{"POST /auth/register", []string{"2/minute", "5/hour"}, demoRegister},
+	{"GET /public/products", []string{"100/minute"}, demoProducts},
+	{"GET /public/search", []string{"50/minute"}, demoSearch},
+	{"GET /api/test", nil, demoTest},
+	{"GET /api/me", []string{"60/minute", "500/hour"}, demoMe},
+	{"POST /api/upload", []string{"10/minute"}, demoUpload},
+	{"GET /api/export", []string{"5/minute"}, demoExport},
+}
+
+// newDemoMux returns the demo API's routes.
+func newDemoMux() *http.ServeMux {
+	mux := http.NewServeMux()
+	for _, rt := range demoRoutes {
+		mux.Handle(rt.pattern, rt.handler)
+	}
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusNotFound, map[string]string{
+			"message": "not found",
+			"detail":  "the demo API has no " + r.Method + " " + r.URL.Path,
+		})
+	})
+	return mux
+}
+
+// maxDemoBody bounds what the demo reads from a request body: 1 MiB.
+const maxDemoBody = 1 << 20
+
+type credentials struct {
+	Username string `json:"username"`
+	Password string `json:"password"`
+}
+
+// readCredentials decodes an optional JSON body with a username.
+func readCredentials(w http.ResponseWriter, r *http.Request) (credentials, bool) {
+	var c credentials
+	body := http.MaxBytesReader(w, r.Body, maxDemoBody)
+	err := json.NewDecoder(body).Decode(&c)
+	if err != nil && err != io.EOF {
+		writeJSON(w, http.StatusBadRequest, map[string]string{
+			"message": "bad request",
+			"detail":  `want a JSON body such as {"username": "ada", "password": "..."}`,
+		})
+		return c, false
+	}
+	if c.Username == "" {
+		c.Username = "demo"
+	}
+	return c, true
+}
+
+func demoLogin(w http.ResponseWriter, r *http.Request) {
+	c, ok := readCredentials(w, r)
+	if !ok {
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{
+		"message": "logged in",
+		"user":    c.Username,
+		"token":   "demo-token-not-valid-anywhere",
+	})
+}
+
+func demoRegister(w http.ResponseWriter, r *http.Request) {
+	c, ok := readCredentials(w, r)
+	if !ok {
+		return
+	}
+	writeJSON(w, http.StatusCreated, map[string]string{"message": "registered", "user": c.Username})
+}
+
+type product struct {
+	ID    int    `json:"id"`
+	Name  string `json:"name"`
+	Price int    `json:"price_cents"`
+}
+
+var demoCatalog = []product{
+	{1, "Chamomile tea", 450},
+	{2, "Meditation cushion", 3900},
+	{3, "Noise-cancelling headphones", 19900},
+	{4, "Weighted blanket", 8900},
+}
+
+func demoProducts(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{"products": demoCatalog})
+}
+
+func demoSearch(w http.ResponseWriter, r *http.Request) {
+	q := strings.ToLower(r.URL.Query().Get("q"))
+	found := []product{}
+	for _, p := range demoCatalog {
+		if strings.Contains(strings.ToLower(p.Name), q) {
+			found = append(found, p)
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"query": q, "results": found})
+}
+
+func demoTest(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"message": "ok"})
+}
+
+func demoMe(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"user": "demo", "plan": "free"})
+}
+
+func demoUpload(w http.ResponseWriter, r *http.Request) {
+	n, err := io.Copy(io.Discard, http.MaxBytesReader(w, r.Body, maxDemoBody))
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		writeJSON(w, http.StatusRequestEntityTooLarge, map[string]string{
+			"message": "upload too large",
+			"detail":  "the demo accepts at most 1 MiB",
+		})
+		return
+	}
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]string{
+			"message": "upload failed",
+			"detail":  "reading the request body failed",
+		})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"message": "uploaded", "bytes": n})
+}
+
+func demoExport(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{"format": "json", "products": demoCatalog})
+}
+
+// writeJSON writes v as the JSON body of an answer with the given status.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v) // the client went away; nothing to do
+}

@@ -1,0 +1,488 @@
+package main
+
+// End-to-end tests: they build the real calm binary, start it on a free
+// loopback port and talk to it over HTTP.
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// calmBinary is the path of the binary built by TestMain.
+var calmBinary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "calm-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "creating a temporary directory:", err)
+		os.Exit(1)
+	}
+	calmBinary = filepath.Join(dir, "calm")
+	args := []string{"build", "-o", calmBinary}
+	if raceEnabled {
+		args = append(args, "-race")
+	}
+	build := exec.Command("go", append(args, ".")...)
+	build.Stdout, build.Stderr = os.Stdout, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building calm:", err)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// process is a running calm binary.
+type process struct {
+	t    *testing.T
+	cmd  *exec.Cmd
+	addr string // host:port it listens on
+	url  string // http://addr
+
+	logs   *lockedBuffer
+	exited chan struct{}
+	err    error // exit error, valid after exited is closed
+}
+
+// lockedBuffer is a bytes.Buffer safe for one writer and many readers.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// childEnv returns the environment of this process without RATELIMIT_*
+// variables, plus extra, so a developer's settings never leak into a test.
+func childEnv(extra map[string]string) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "RATELIMIT_") {
+			env = append(env, kv)
+		}
+	}
+	for k, v := range extra {
+		env = append(env, k+"="+v)
+	}
+	return env
+}
+
+// startCalm runs `calm serve` on a free loopback port with JSON logs and
+// returns once it logged its start-up line. The process is stopped when the
+// test ends.
+func startCalm(t *testing.T, env map[string]string, args ...string) *process {
+	t.Helper()
+	if env == nil {
+		env = map[string]string{}
+	}
+	env["RATELIMIT_LOG_FORMAT"] = "json"
+	p := &process{t: t, logs: &lockedBuffer{}, exited: make(chan struct{})}
+	p.cmd = exec.Command(calmBinary, append([]string{"serve", "--addr", "127.0.0.1:0"}, args...)...)
+	p.cmd.Env = childEnv(env)
+	stderr, err := p.cmd.StderrPipe()
+	if err != nil {
+		t.Fatalf("stderr pipe: %v", err)
+	}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatalf("starting calm: %v", err)
+	}
+	started := make(chan string, 1)
+	go p.readLogs(stderr, started)
+	t.Cleanup(p.stop)
+
+	select {
+	case addr := <-started:
+		p.addr, p.url = addr, "http://"+addr
+	case <-p.exited:
+		t.Fatalf("calm exited before start-up: %v\nlogs:\n%s", p.err, p.logs)
+	case <-time.After(30 * time.Second):
+		t.Fatalf("calm did not log its start-up line within 30s\nlogs:\n%s", p.logs)
+	}
+	return p
+}
+
+// readLogs copies the log lines into p.logs, sends the listen address of
+// the start-up line on started, and records the exit when stderr closes.
+func (p *process) readLogs(r io.Reader, started chan<- string) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	sent := false
+	for sc.Scan() {
+		line := sc.Bytes()
+		p.logs.Write(append(line, '\n'))
+		if sent {
+			continue
+		}
+		var rec struct {
+			Msg  string `json:"msg"`
+			Addr string `json:"addr"`
+		}
+		if json.Unmarshal(line, &rec) == nil && rec.Msg == "calm started" {
+			started <- rec.Addr
+			sent = true
+		}
+	}
+	p.err = p.cmd.Wait()
+	close(p.exited)
+}
+
+// stop sends SIGTERM and waits for the exit; it kills the process by its
+// PID if it does not stop within 15 seconds.
+func (p *process) stop() {
+	select {
+	case <-p.exited:
+		return
+	default:
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.exited:
+	case <-time.After(15 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.exited
+		p.t.Errorf("calm did not stop within 15s of SIGTERM\nlogs:\n%s", p.logs)
+	}
+}
+
+// logLines returns the JSON log records whose msg is msg.
+func (p *process) logLines(msg string) []map[string]any {
+	var out []map[string]any
+	for _, line := range strings.Split(p.logs.String(), "\n") {
+		var rec map[string]any
+		if json.Unmarshal([]byte(line), &rec) == nil && rec["msg"] == msg {
+			out = append(out, rec)
+		}
+	}
+	return out
+}
+
+// client is the HTTP client of the tests: no proxy, bounded time.
+var client = &http.Client{
+	Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 16},
+	Timeout:   20 * time.Second,
+}
+
+// do sends a request and returns the answer with its body read.
+func do(t *testing.T, method, url string, body io.Reader, header http.Header) (*http.Response, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, body)
+	if err != nil {
+		t.Fatalf("NewRequest(%s %s): %v", method, url, err)
+	}
+	for k, vs := range header {
+		req.Header[k] = vs
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("reading the answer of %s %s: %v", method, url, err)
+	}
+	return resp, data
+}
+
+func TestServeDemoEndpoints(t *testing.T) {
+	t.Parallel()
+	p := startCalm(t, nil)
+	tests := []struct {
+		name, method, path string
+		status             int
+	}{
+		{"healthz", "GET", "/healthz", 200},
+		{"readyz", "GET", "/readyz", 200},
+		{"metrics", "GET", "/metrics", 200},
+		{"login", "POST", "/auth/login", 200},
+		{"register", "POST", "/auth/register", 201},
+		{"products", "GET", "/public/products", 200},
+		{"search", "GET", "/public/search?q=tea", 200},
+		{"test", "GET", "/api/test", 200},
+		{"me", "GET", "/api/me", 200},
+		{"upload", "POST", "/api/upload", 200},
+		{"export", "GET", "/api/export", 200},
+		{"unknown", "GET", "/nope", 404},
+	}
+	for _, tt := range tests {
+		resp, _ := do(t, tt.method, p.url+tt.path, nil, nil)
+		if resp.StatusCode != tt.status {
+			t.Errorf("%s %s = %d, want %d", tt.method, tt.path, resp.StatusCode, tt.status)
+		}
+	}
+}
+
+func TestServeGracefulShutdown(t *testing.T) {
+	t.Parallel()
+	p := startCalm(t, nil)
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatalf("sending SIGTERM: %v", err)
+	}
+	select {
+	case <-p.exited:
+	case <-time.After(15 * time.Second):
+		t.Fatalf("calm did not exit within 15s of SIGTERM")
+	}
+	if p.err != nil {
+		t.Errorf("calm exited with %v after SIGTERM, want status 0\nlogs:\n%s", p.err, p.logs)
+	}
+	if len(p.logLines("calm stopped")) != 1 {
+		t.Errorf("logs have no \"calm stopped\" line:\n%s", p.logs)
+	}
+}
+
+// runCalm runs the binary to completion and returns its exit status and
+// output streams.
+func runCalm(t *testing.T, env map[string]string, args ...string) (int, string, string) {
+	t.Helper()
+	cmd := exec.Command(calmBinary, args...)
+	cmd.Env = childEnv(env)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	done := make(chan error, 1)
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting calm: %v", err)
+	}
+	go func() { done <- cmd.Wait() }()
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(30 * time.Second):
+		_ = cmd.Process.Kill()
+		<-done
+		t.Fatalf("calm %s did not exit within 30s", strings.Join(args, " "))
+	}
+	var exit *exec.ExitError
+	switch {
+	case err == nil:
+		return 0, stdout.String(), stderr.String()
+	case errors.As(err, &exit):
+		return exit.ExitCode(), stdout.String(), stderr.String()
+	}
+	t.Fatalf("running calm: %v", err)
+	return 0, "", ""
+}
+
+func TestServeStartupFailures(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	badFile := filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(badFile, []byte("settings:\n  status_code: 500\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		env  map[string]string
+		args []string
+		want string // the whole stderr, one line
+		code int
+	}{
+		{"status code", map[string]string{"RATELIMIT_STATUS_CODE": "abc"}, nil,
+			`calm serve: RATELIMIT_STATUS_CODE="abc": invalid: want 420 or 429`, 1},
+		{"algorithm", map[string]string{"RATELIMIT_ALGORITHM": "random"}, nil,
+			`calm serve: RATELIMIT_ALGORITHM="random": invalid: want sliding_window, ` +
+				`fixed_window, token_bucket, leaky_bucket, leaky_queue or gcra`, 1},
+		{"default limit flag", nil, []string{"--default-limit", "0/minute"},
+			`calm serve: --default-limit="0/minute": invalid: invalid rule "0/minute": ` +
+				`request count must be a positive integer`, 1},
+		{"file", nil, []string{"--config", badFile},
+			`calm serve: ` + badFile + `: settings.status_code="500": invalid: want 420 or 429`, 1},
+		{"missing file", nil, []string{"--config", filepath.Join(dir, "missing.yaml")},
+			`calm serve: reading config file: open ` + filepath.Join(dir, "missing.yaml") +
+				`: no such file or directory`, 1},
+		{"upstream", nil, []string{"--upstream", "ftp://x"},
+			`calm serve: --upstream="ftp://x": invalid: want an absolute http or https URL, ` +
+				`such as http://127.0.0.1:8080`, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			args := append([]string{"serve", "--addr", "127.0.0.1:0"}, tt.args...)
+			code, stdout, stderr := runCalm(t, tt.env, args...)
+			if code != tt.code {
+				t.Errorf("exit status = %d, want %d", code, tt.code)
+			}
+			if got := strings.TrimSuffix(stderr, "\n"); got != tt.want {
+				t.Errorf("stderr:\n got %q\nwant %q", got, tt.want)
+			}
+			if stdout != "" {
+				t.Errorf("stdout = %q, want nothing", stdout)
+			}
+		})
+	}
+}
+
+func TestUnknownCommand(t *testing.T) {
+	t.Parallel()
+	code, _, stderr := runCalm(t, nil, "frobnicate")
+	if code != 2 {
+		t.Errorf("exit status = %d, want 2", code)
+	}
+	if !strings.HasPrefix(stderr, `calm: unknown command "frobnicate"`) {
+		t.Errorf("stderr = %q, want the unknown command named", stderr)
+	}
+}
+
+// newUpstream starts the upstream server of the proxy tests. /stream sends
+// one line, waits until release is closed and sends another.
+func newUpstream(t *testing.T, release <-chan struct{}) *httptest.Server {
+	t.Helper()
+	mux := http.NewServeMux()
+	mux.HandleFunc("/stream", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		fmt.Fprintln(w, "first")
+		w.(http.Flusher).Flush()
+		select {
+		case <-release:
+		case <-r.Context().Done():
+			return
+		}
+		fmt.Fprintln(w, "second")
+	})
+	mux.HandleFunc("/echo", func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		writeJSON(w, http.StatusOK, map[string]any{
+			"method":          r.Method,
+			"path":            r.URL.RequestURI(),
+			"x_forwarded_for": r.Header.Values("X-Forwarded-For"),
+			"x_secret":        r.Header.Get("X-Secret"),
+			"custom":          r.Header.Get("X-Custom"),
+			"body_bytes":      len(body),
+		})
+	})
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func TestProxyForwards(t *testing.T) {
+	t.Parallel()
+	up := newUpstream(t, nil)
+	p := startCalm(t, nil, "--upstream", up.URL)
+
+	header := http.Header{
+		"X-Custom":        {"kept"},
+		"Connection":      {"X-Secret"},
+		"X-Secret":        {"hop-by-hop, must not reach the upstream"},
+		"X-Forwarded-For": {"203.0.113.9"},
+	}
+	body := strings.NewReader(strings.Repeat("x", 300_000))
+	resp, data := do(t, "POST", p.url+"/echo?a=1", body, header)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("POST /echo = %d, want 200: %s", resp.StatusCode, data)
+	}
+	var got struct {
+		Method        string   `json:"method"`
+		Path          string   `json:"path"`
+		XForwardedFor []string `json:"x_forwarded_for"`
+		XSecret       string   `json:"x_secret"`
+		Custom        string   `json:"custom"`
+		BodyBytes     int      `json:"body_bytes"`
+	}
+	if err := json.Unmarshal(data, &got); err != nil {
+		t.Fatalf("decoding %s: %v", data, err)
+	}
+	if got.Method != "POST" || got.Path != "/echo?a=1" {
+		t.Errorf("upstream saw %s %s, want POST /echo?a=1", got.Method, got.Path)
+	}
+	if len(got.XForwardedFor) != 1 || got.XForwardedFor[0] != "127.0.0.1" {
+		t.Errorf("upstream saw X-Forwarded-For %q, want [127.0.0.1]", got.XForwardedFor)
+	}
+	if got.XSecret != "" {
+		t.Errorf("upstream saw hop-by-hop header X-Secret = %q, want none", got.XSecret)
+	}
+	if got.Custom != "kept" {
+		t.Errorf("upstream saw X-Custom = %q, want kept", got.Custom)
+	}
+	if got.BodyBytes != 300_000 {
+		t.Errorf("upstream read %d body bytes, want 300000", got.BodyBytes)
+	}
+}
+
+func TestProxyStreams(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	up := newUpstream(t, release)
+	p := startCalm(t, nil, "--upstream", up.URL)
+
+	resp, err := client.Get(p.url + "/stream")
+	if err != nil {
+		close(release)
+		t.Fatalf("GET /stream: %v", err)
+	}
+	defer resp.Body.Close()
+	r := bufio.NewReader(resp.Body)
+	// The first line must arrive while the upstream still holds the answer
+	// open; a buffering proxy would block here until the client timeout.
+	first, err := r.ReadString('\n')
+	close(release)
+	if err != nil || first != "first\n" {
+		t.Fatalf("first streamed line = %q, %v; want \"first\\n\"", first, err)
+	}
+	rest, err := io.ReadAll(r)
+	if err != nil || string(rest) != "second\n" {
+		t.Errorf("rest of the stream = %q, %v; want \"second\\n\"", rest, err)
+	}
+}
+
+func TestProxyDeadUpstream(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := "http://" + ln.Addr().String()
+	ln.Close() // nothing listens there any more
+	p := startCalm(t, nil, "--upstream", dead)
+
+	resp, data := do(t, "GET", p.url+"/anything", nil, nil)
+	if resp.StatusCode != http.StatusBadGateway {
+		t.Errorf("GET /anything with a dead upstream = %d, want 502", resp.StatusCode)
+	}
+	var body map[string]string
+	if err := json.Unmarshal(data, &body); err != nil || body["message"] != "bad gateway" {
+		t.Errorf("502 body = %s, want JSON with message \"bad gateway\"", data)
+	}
+	waitFor(t, func() bool { return len(p.logLines("upstream request failed")) == 1 },
+		"one \"upstream request failed\" log line", p)
+}
+
+// waitFor polls cond for up to 10 seconds; log lines reach the test through
+// a pipe, so they may trail the HTTP answer.
+func waitFor(t *testing.T, cond func() bool, what string, p *process) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited 10s for %s\nlogs:\n%s", what, p.logs)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -1,0 +1,112 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"sync"
+	"time"
+)
+
+// parseUpstream validates the --upstream URL.
+func parseUpstream(raw string) (*url.URL, error) {
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
+		return nil, fmt.Errorf("--upstream=%q: invalid: want an absolute http or https URL, "+
+			"such as http://127.0.0.1:8080", raw)
+	}
+	if u.RawQuery != "" || u.Fragment != "" {
+		return nil, fmt.Errorf("--upstream=%q: invalid: want a URL without query or fragment", raw)
+	}
+	return u, nil
+}
+
+// newProxy returns a reverse proxy to upstream. It streams bodies in both
+// directions, drops hop-by-hop headers (httputil.ReverseProxy does), sends
+// the client address in X-Forwarded-For and answers 502 when the upstream
+// fails.
+func newProxy(upstream *url.URL, logger *slog.Logger) *httputil.ReverseProxy {
+	errs := &errorLog{logger: logger, every: time.Second}
+	return &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(upstream)
+			// NOTE: an X-Forwarded-For chain from the client is dropped, so
+			// the upstream sees only the address calm saw. Trusted proxies
+			// in front of calm are not configurable here yet.
+			pr.SetXForwarded()
+		},
+		Transport: newUpstreamTransport(),
+		// Flush after every write so streamed answers (server-sent events,
+		// long downloads) reach the client as they arrive.
+		FlushInterval: -1,
+		ErrorLog:      slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
+				// The client went away; there is nobody to answer.
+				return
+			}
+			errs.log(r, err)
+			writeJSON(w, http.StatusBadGateway, map[string]string{
+				"message": "bad gateway",
+				"detail":  "the upstream server did not answer; try again later",
+			})
+		},
+	}
+}
+
+// newUpstreamTransport returns the transport to the upstream: bounded
+// connection set-up, no proxy from the environment.
+func newUpstreamTransport() *http.Transport {
+	return &http.Transport{
+		DialContext: (&net.Dialer{
+			Timeout:   5 * time.Second,
+			KeepAlive: 30 * time.Second,
+		}).DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          256,
+		MaxIdleConnsPerHost:   128,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ExpectContinueTimeout: time.Second,
+		// NOTE: no ResponseHeaderTimeout, so slow upstreams (long polls) are
+		// served; the client's own timeout bounds the wait.
+	}
+}
+
+// errorLog logs upstream failures at most once per interval, with the
+// number of failures left unlogged since the previous line, so a dead
+// upstream under load does not flood the log.
+type errorLog struct {
+	logger *slog.Logger
+	every  time.Duration
+
+	mu         sync.Mutex
+	last       time.Time
+	suppressed int
+}
+
+func (e *errorLog) log(r *http.Request, err error) {
+	now := time.Now()
+	e.mu.Lock()
+	if !e.last.IsZero() && now.Sub(e.last) < e.every {
+		e.suppressed++
+		e.mu.Unlock()
+		return
+	}
+	suppressed := e.suppressed
+	e.last, e.suppressed = now, 0
+	e.mu.Unlock()
+
+	e.logger.Warn("upstream request failed",
+		"component", "proxy",
+		"method", r.Method,
+		"path", r.URL.Path,
+		"status", http.StatusBadGateway,
+		"suppressed", suppressed,
+		"err", err)
+}

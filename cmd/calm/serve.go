@@ -1,0 +1,189 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/calm-limiter/calm/config"
+)
+
+func init() {
+	register(command{
+		name:    "serve",
+		summary: "run the gateway: the demo API, or a reverse proxy with --upstream",
+		run:     runServe,
+	})
+}
+
+// serveFlags are the command-line flags of `calm serve`.
+type serveFlags struct {
+	addr            string
+	configPath      string
+	upstream        *url.URL
+	shutdownTimeout time.Duration
+	// settings maps config.Var keys to the flags that set them.
+	settings map[string]config.Flag
+}
+
+// Server timeouts. Headers must arrive quickly; bodies may stream for as
+// long as the client and the upstream keep them moving.
+const (
+	readHeaderTimeout = 10 * time.Second
+	idleTimeout       = 2 * time.Minute
+	maxHeaderBytes    = 64 << 10
+	// demoTimeout bounds reading a request and writing an answer of the
+	// demo API, whose answers are small.
+	demoTimeout = 30 * time.Second
+)
+
+func parseServeFlags(c *cli) (serveFlags, error) {
+	fs := newFlagSet(c, "serve", "[flags]")
+	addr := fs.String("addr", ":8420", "listen `address` (host:port; port 0 picks a free port)")
+	configPath := fs.String("config", "", "YAML config `file` with settings and policies")
+	defaultLimit := fs.String("default-limit", "",
+		"default `rules`, comma separated, such as 100/minute,1000/hour "+
+			"(overrides RATELIMIT_DEFAULT_LIMIT and the config file)")
+	upstream := fs.String("upstream", "", "proxy every request to this `URL` instead of "+
+		"serving the demo API")
+	logFormat := fs.String("log-format", "", "log `format`: text or json "+
+		"(overrides RATELIMIT_LOG_FORMAT; default text)")
+	shutdown := fs.Duration("shutdown-timeout", 15*time.Second,
+		"how long to let open requests finish after SIGINT or SIGTERM")
+	if err := parseFlags(fs, c); err != nil {
+		return serveFlags{}, err
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(c.stderr, "calm serve: unexpected argument %q\n", fs.Arg(0))
+		fs.Usage()
+		return serveFlags{}, errUsage
+	}
+
+	f := serveFlags{
+		addr:            *addr,
+		configPath:      *configPath,
+		shutdownTimeout: *shutdown,
+		settings:        map[string]config.Flag{},
+	}
+	set := flagsSet(fs)
+	if set["default-limit"] {
+		f.settings["default_limit"] = config.Flag{Name: "--default-limit", Value: *defaultLimit}
+	}
+	if set["log-format"] {
+		f.settings["log_format"] = config.Flag{Name: "--log-format", Value: *logFormat}
+	}
+	if *upstream != "" {
+		u, err := parseUpstream(*upstream)
+		if err != nil {
+			return serveFlags{}, err
+		}
+		f.upstream = u
+	}
+	if f.shutdownTimeout <= 0 {
+		return serveFlags{}, fmt.Errorf("--shutdown-timeout=%v: invalid: want a positive duration",
+			f.shutdownTimeout)
+	}
+	return f, nil
+}
+
+func runServe(ctx context.Context, c *cli) error {
+	flags, err := parseServeFlags(c)
+	if err != nil {
+		return err
+	}
+	gw, err := newGateway(c, flags)
+	if err != nil {
+		return err
+	}
+	defer gw.close()
+
+	ln, err := net.Listen("tcp", flags.addr)
+	if err != nil {
+		return fmt.Errorf("--addr=%q: listening failed: %w", flags.addr, err)
+	}
+	srv := gw.server()
+	gw.logStart(ln.Addr())
+
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	select {
+	case err := <-served:
+		return fmt.Errorf("serving on %s: %w", ln.Addr(), err)
+	case <-ctx.Done():
+	}
+	return gw.shutdown(srv, flags.shutdownTimeout)
+}
+
+// server returns the HTTP server with the gateway's timeouts.
+func (gw *gateway) server() *http.Server {
+	srv := &http.Server{
+		Handler:           gw.handler,
+		ReadHeaderTimeout: readHeaderTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(gw.logger.Handler(), slog.LevelDebug),
+	}
+	if gw.upstream == nil {
+		srv.ReadTimeout = demoTimeout
+		srv.WriteTimeout = demoTimeout
+	}
+	return srv
+}
+
+// shutdown stops accepting requests, reports not ready, waits up to
+// timeout for open requests and then closes the store.
+func (gw *gateway) shutdown(srv *http.Server, timeout time.Duration) error {
+	gw.ready.Store(false)
+	gw.logger.Info("calm stopping", "component", "gateway", "timeout", timeout.String())
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	err := srv.Shutdown(ctx)
+	if errors.Is(err, context.DeadlineExceeded) {
+		gw.logger.Warn("open requests did not finish in time; closing them",
+			"component", "gateway", "timeout", timeout.String())
+		err = srv.Close()
+	}
+	if cerr := gw.close(); cerr != nil && err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("shutting down: %w", err)
+	}
+	gw.logger.Info("calm stopped", "component", "gateway")
+	return nil
+}
+
+// logStart writes the one start-up line.
+func (gw *gateway) logStart(addr net.Addr) {
+	mode, target := "demo", ""
+	if gw.upstream != nil {
+		mode, target = "proxy", gw.upstream.Redacted()
+	}
+	rules := make([]string, len(gw.settings.DefaultLimit))
+	for i, r := range gw.settings.DefaultLimit {
+		rules[i] = r.String()
+	}
+	attrs := []any{
+		"component", "gateway",
+		"addr", addr.String(),
+		"mode", mode,
+		"enabled", gw.settings.Enabled,
+		"algorithm", gw.settings.Algorithm.String(),
+		"store", gw.storeName,
+		"default_limit", strings.Join(rules, ","),
+		"policies", gw.policyCount,
+		"status_code", gw.settings.StatusCode,
+		"header_mode", gw.settings.HeaderMode,
+		"environment", gw.settings.Environment,
+	}
+	if target != "" {
+		attrs = append(attrs, "upstream", target)
+	}
+	gw.logger.Info("calm started", attrs...)
+}
