@@ -18,5 +18,18 @@ deps:
 vet:
 	$(GO) vet ./...
 
-test: deps vet
+test: deps vet test-bench
 	CALM_REQUIRE_REDIS=1 $(GO) test -race -count=1 -timeout 12m ./...
+
+.PHONY: bench-compare test-bench
+
+# test-bench checks that every benchmark adapter in the bench module still
+# builds and allows/denies as its library does. It runs no benchmark.
+test-bench:
+	cd bench && $(GO) test -count=1 ./...
+
+# bench-compare benchmarks calm against other Go rate limiters (about 3
+# minutes on 2 cores). COUNT, BENCHTIME, HEAP_COUNT and PEERS tune it; see
+# bench/compare.sh.
+bench-compare:
+	bench/compare.sh

@@ -1,0 +1,233 @@
+// Command benchsummary turns the output of the compare benchmarks into one
+// line per case and peer, each with the peer's median and its ratio to
+// calm's median:
+//
+//	compare <case> <peer> ns_per_op=<n> allocs_per_op=<n> ratio_to_calm=<x>
+//	compare heap <peer> keys=<n> bytes_per_key=<n> ratio_to_calm=<x>
+//
+// A ratio above 1 means calm is faster (peer ns / calm ns) or smaller
+// (peer bytes / calm bytes). Input is `go test -bench` output, from files
+// named as arguments or from standard input.
+//
+// Usage:
+//
+//	benchsummary [-base calm] [file ...]
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+
+	"golang.org/x/perf/benchfmt"
+)
+
+func main() {
+	base := flag.String("base", "calm", "peer whose medians are the denominator of every ratio")
+	flag.Parse()
+
+	summary, err := readFiles(flag.Args())
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "benchsummary:", err)
+		os.Exit(1)
+	}
+	if err := summary.write(os.Stdout, *base); err != nil {
+		fmt.Fprintln(os.Stderr, "benchsummary:", err)
+		os.Exit(1)
+	}
+}
+
+func readFiles(names []string) (*summary, error) {
+	s := newSummary()
+	if len(names) == 0 {
+		return s, s.read(os.Stdin, "stdin")
+	}
+	for _, name := range names {
+		f, err := os.Open(name)
+		if err != nil {
+			return nil, fmt.Errorf("opening benchmark output: %w", err)
+		}
+		err = s.read(f, name)
+		f.Close()
+		if err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// series holds every measurement of one case and peer.
+type series struct {
+	ns, allocs, bytesPerKey []float64
+}
+
+// summary collects series by case, then peer, in the order they first
+// appear in the input.
+type summary struct {
+	cases  []string
+	peers  []string
+	series map[[2]string]*series
+	keys   map[string]string // heap case name -> value of its keys= setting
+}
+
+func newSummary() *summary {
+	return &summary{series: make(map[[2]string]*series), keys: make(map[string]string)}
+}
+
+// errNoResults is returned when the input holds no compare benchmarks.
+var errNoResults = errors.New("no results with case= or keys= and peer= in the input")
+
+func (s *summary) read(r io.Reader, fileName string) error {
+	reader := benchfmt.NewReader(r, fileName)
+	for reader.Scan() {
+		res, ok := reader.Result().(*benchfmt.Result)
+		if !ok {
+			continue // syntax errors and unit lines
+		}
+		s.add(res)
+	}
+	if err := reader.Err(); err != nil {
+		return fmt.Errorf("reading %s: %w", fileName, err)
+	}
+	return nil
+}
+
+func (s *summary) add(res *benchfmt.Result) {
+	settings := nameSettings(res.Name)
+	peer := settings["peer"]
+	name := settings["case"]
+	if keys, ok := settings["keys"]; ok && name == "" {
+		name = "heap"
+		s.keys[name] = keys
+	}
+	if peer == "" || name == "" {
+		return
+	}
+	id := [2]string{name, peer}
+	ser, ok := s.series[id]
+	if !ok {
+		ser = new(series)
+		s.series[id] = ser
+		if !slices.Contains(s.cases, name) {
+			s.cases = append(s.cases, name)
+		}
+		if !slices.Contains(s.peers, peer) {
+			s.peers = append(s.peers, peer)
+		}
+	}
+	if v, ok := res.Value("sec/op"); ok {
+		ser.ns = append(ser.ns, v*1e9)
+	}
+	if v, ok := res.Value("allocs/op"); ok {
+		ser.allocs = append(ser.allocs, v)
+	}
+	if v, ok := res.Value("B/key"); ok {
+		ser.bytesPerKey = append(ser.bytesPerKey, v)
+	}
+}
+
+// nameSettings returns the key=value parts of a benchmark name, such as
+// case=hot and peer=calm in BenchmarkCompare/case=hot/peer=calm-2.
+func nameSettings(name benchfmt.Name) map[string]string {
+	settings := make(map[string]string)
+	_, parts := name.Parts()
+	for _, part := range parts {
+		key, value, ok := strings.Cut(strings.TrimPrefix(string(part), "/"), "=")
+		if ok {
+			settings[key] = value
+		}
+	}
+	return settings
+}
+
+func (s *summary) write(w io.Writer, base string) error {
+	if len(s.series) == 0 {
+		return errNoResults
+	}
+	for _, name := range s.cases {
+		baseSeries := s.series[[2]string{name, base}]
+		for _, peer := range s.peers {
+			ser, ok := s.series[[2]string{name, peer}]
+			if !ok {
+				continue
+			}
+			var line string
+			if keys, ok := s.keys[name]; ok {
+				line = heapLine(name, peer, keys, ser, baseSeries)
+			} else {
+				line = speedLine(name, peer, ser, baseSeries)
+			}
+			if _, err := fmt.Fprintln(w, line); err != nil {
+				return fmt.Errorf("writing summary: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+func speedLine(name, peer string, ser, base *series) string {
+	ns := median(ser.ns)
+	ratio := "n/a"
+	if base != nil && len(base.ns) > 0 {
+		ratio = strconv.FormatFloat(ns/median(base.ns), 'f', 2, 64)
+	}
+	return fmt.Sprintf("compare %s %s ns_per_op=%s allocs_per_op=%s ratio_to_calm=%s",
+		name, peer, formatNumber(ns), formatNumber(median(ser.allocs)), ratio)
+}
+
+func heapLine(name, peer, keys string, ser, base *series) string {
+	bytes := median(ser.bytesPerKey)
+	ratio := "n/a"
+	if base != nil && len(base.bytesPerKey) > 0 {
+		ratio = strconv.FormatFloat(bytes/median(base.bytesPerKey), 'f', 2, 64)
+	}
+	return fmt.Sprintf("compare %s %s keys=%s bytes_per_key=%s ratio_to_calm=%s",
+		name, peer, expandCount(keys), formatNumber(bytes), ratio)
+}
+
+// expandCount writes counts such as "1M" and "100k" in full digits.
+func expandCount(s string) string {
+	multiplier := int64(1)
+	switch {
+	case strings.HasSuffix(s, "M"):
+		multiplier, s = 1_000_000, strings.TrimSuffix(s, "M")
+	case strings.HasSuffix(s, "k"):
+		multiplier, s = 1_000, strings.TrimSuffix(s, "k")
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return s
+	}
+	return strconv.FormatInt(n*multiplier, 10)
+}
+
+// median returns the middle value of xs, or the mean of the two middle
+// values when len(xs) is even, and NaN for no values.
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return math.NaN()
+	}
+	sorted := slices.Clone(xs)
+	slices.Sort(sorted)
+	mid := len(sorted) / 2
+	if len(sorted)%2 == 1 {
+		return sorted[mid]
+	}
+	return (sorted[mid-1] + sorted[mid]) / 2
+}
+
+// formatNumber rounds x to one decimal and drops the decimal of whole
+// numbers.
+func formatNumber(x float64) string {
+	rounded := math.Round(x*10) / 10
+	if rounded == math.Trunc(rounded) {
+		return strconv.FormatFloat(rounded, 'f', 0, 64)
+	}
+	return strconv.FormatFloat(rounded, 'f', 1, 64)
+}

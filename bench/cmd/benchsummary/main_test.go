@@ -1,0 +1,97 @@
+package main
+
+import (
+	"strings"
+	"testing"
+)
+
+const sample = `goos: linux
+goarch: amd64
+pkg: github.com/calm-limiter/calm/bench/compare
+BenchmarkCompare/case=hot/peer=calm-2   	 2135326	       100.0 ns/op	       0 B/op	       0 allocs/op
+BenchmarkCompare/case=hot/peer=xtime-2  	 2414438	       150.0 ns/op	       0 B/op	       0 allocs/op
+BenchmarkCompare/case=hot/peer=calm-2   	 2135326	       120.0 ns/op	       0 B/op	       0 allocs/op
+BenchmarkCompare/case=hot/peer=xtime-2  	 2414438	       250.0 ns/op	      24 B/op	       2 allocs/op
+BenchmarkCompare/case=hot/peer=calm-2   	 2135326	       110.0 ns/op	       0 B/op	       0 allocs/op
+BenchmarkCompare/case=hot/peer=calm-limiter-2 	 184359	 1100 ns/op	 728 B/op	 10 allocs/op
+BenchmarkHeap/keys=1M/peer=calm-2 	 1	 860342858 ns/op	 10.5 B/key
+BenchmarkHeap/keys=1M/peer=xtime-2 	 1	 959821992 ns/op	 151.8 B/key
+BenchmarkOther-2 	 1	 5 ns/op
+PASS
+`
+
+func TestSummaryLines(t *testing.T) {
+	t.Parallel()
+	s := newSummary()
+	if err := s.read(strings.NewReader(sample), "sample"); err != nil {
+		t.Fatalf("read(sample) error: %v", err)
+	}
+	var out strings.Builder
+	if err := s.write(&out, "calm"); err != nil {
+		t.Fatalf("write error: %v", err)
+	}
+	want := []string{
+		"compare hot calm ns_per_op=110 allocs_per_op=0 ratio_to_calm=1.00",
+		"compare hot xtime ns_per_op=200 allocs_per_op=1 ratio_to_calm=1.82",
+		"compare hot calm-limiter ns_per_op=1100 allocs_per_op=10 ratio_to_calm=10.00",
+		"compare heap calm keys=1000000 bytes_per_key=10.5 ratio_to_calm=1.00",
+		"compare heap xtime keys=1000000 bytes_per_key=151.8 ratio_to_calm=14.46",
+	}
+	got := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(got) != len(want) {
+		t.Fatalf("write printed %d lines, want %d:\n%s", len(got), len(want), out.String())
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("line %d = %q, want %q", i, got[i], want[i])
+		}
+	}
+}
+
+func TestSummaryWithoutBase(t *testing.T) {
+	t.Parallel()
+	s := newSummary()
+	input := "BenchmarkCompare/case=hot/peer=xtime-2 \t 10 \t 150 ns/op \t 0 allocs/op\n"
+	if err := s.read(strings.NewReader(input), "input"); err != nil {
+		t.Fatalf("read error: %v", err)
+	}
+	var out strings.Builder
+	if err := s.write(&out, "calm"); err != nil {
+		t.Fatalf("write error: %v", err)
+	}
+	want := "compare hot xtime ns_per_op=150 allocs_per_op=0 ratio_to_calm=n/a\n"
+	if out.String() != want {
+		t.Errorf("write printed %q, want %q", out.String(), want)
+	}
+}
+
+func TestSummaryEmptyInput(t *testing.T) {
+	t.Parallel()
+	s := newSummary()
+	if err := s.read(strings.NewReader("PASS\n"), "input"); err != nil {
+		t.Fatalf("read error: %v", err)
+	}
+	if err := s.write(&strings.Builder{}, "calm"); err != errNoResults {
+		t.Errorf("write on empty input = %v, want %v", err, errNoResults)
+	}
+}
+
+func TestExpandCount(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, in, want string
+	}{
+		{name: "millions", in: "1M", want: "1000000"},
+		{name: "thousands", in: "100k", want: "100000"},
+		{name: "plain", in: "42", want: "42"},
+		{name: "not a number", in: "many", want: "many"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if got := expandCount(tt.in); got != tt.want {
+				t.Errorf("expandCount(%q) = %q, want %q", tt.in, got, tt.want)
+			}
+		})
+	}
+}

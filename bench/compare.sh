@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# compare.sh runs calm and the peer rate limiters through the benchmarks in
+# ./compare, interleaved (every peer once per round, COUNT rounds), and
+# prints the benchstat tables followed by one summary line per case and
+# peer. Raw results stay in bench/out/ for later benchstat runs.
+#
+# Settings (environment):
+#   COUNT       rounds of the speed benchmarks (default 6)
+#   BENCHTIME   -benchtime of each speed benchmark (default 500ms)
+#   HEAP_COUNT  rounds of the 1M-key heap benchmark (default 3)
+#   PEERS       peers to run, first one is the base of every ratio
+set -euo pipefail
+
+cd "$(dirname "$0")"
+COUNT=${COUNT:-6}
+BENCHTIME=${BENCHTIME:-500ms}
+HEAP_COUNT=${HEAP_COUNT:-3}
+PEERS=${PEERS:-calm calm-limiter xtime golimiter ulule throttled httprate}
+
+out=out
+mkdir -p "$out"
+speed=$out/compare.txt
+heap=$out/heap.txt
+: >"$speed"
+: >"$heap"
+
+go test -c -o "$out/compare.test" ./compare
+go build -o "$out/benchsummary" ./cmd/benchsummary
+go build -o "$out/benchstat" golang.org/x/perf/cmd/benchstat
+
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(go version)"
+echo "running $COUNT rounds of $BENCHTIME per case and $HEAP_COUNT heap rounds; raw output in bench/$out"
+
+for round in $(seq "$COUNT"); do
+	for peer in $PEERS; do
+		"$out/compare.test" -test.run '^$' -test.benchtime "$BENCHTIME" \
+			-test.bench "^BenchmarkCompare\$/^case=/^peer=$peer\$" >>"$speed"
+	done
+	echo "speed round $round of $COUNT done" >&2
+done
+
+for round in $(seq "$HEAP_COUNT"); do
+	for peer in $PEERS; do
+		"$out/compare.test" -test.run '^$' -test.benchtime 1x \
+			-test.bench "^BenchmarkHeap\$/^keys=/^peer=$peer\$" >>"$heap"
+	done
+	echo "heap round $round of $HEAP_COUNT done" >&2
+done
+
+echo
+"$out/benchstat" -col /peer "$speed"
+echo
+"$out/benchstat" -col /peer "$heap"
+echo
+base=${PEERS%% *}
+"$out/benchsummary" -base "$base" "$speed" "$heap"

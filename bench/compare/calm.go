@@ -1,0 +1,92 @@
+package compare
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/calm-limiter/calm"
+	"github.com/calm-limiter/calm/algorithm"
+	"github.com/calm-limiter/calm/store"
+)
+
+// CalmAlgorithm is the algorithm of the calm adapters: GCRA, the one the
+// throttled peer runs and the one with the smallest state per key.
+const CalmAlgorithm = algorithm.GCRA
+
+// CalmPeers returns calm's adapters: the memory store called directly
+// with one check per request, which is the level of the other libraries,
+// and the Limiter on the same store, which adds key building, client
+// hashing and a Result with one Quota.
+func CalmPeers() []Peer {
+	return []Peer{
+		{Name: "calm", Via: "store/memory Store.Apply with one GCRA check", New: newCalmStore},
+		{Name: "calm-limiter", Via: "calm.Limiter.Allow with one GCRA rule on store/memory",
+			New: newCalmLimiter},
+	}
+}
+
+// calmStore applies one check per request to the store. A pool hands each
+// goroutine its own check and decision slices, as a middleware would keep
+// them per request.
+type calmStore struct {
+	st    store.Store
+	limit algorithm.Limit
+	pool  sync.Pool
+}
+
+type calmScratch struct {
+	checks [1]store.Check
+	out    [1]algorithm.Decision
+}
+
+func newCalmStore(l Limit) (Limiter, error) {
+	lim := algorithm.Limit{Quota: l.Requests, Window: l.Window.Microseconds()}
+	if err := lim.Validate(); err != nil {
+		return nil, fmt.Errorf("calm limit %d/%s: %w", l.Requests, l.Window, err)
+	}
+	c := &calmStore{st: newMemoryStore(), limit: lim}
+	c.pool.New = func() any { return new(calmScratch) }
+	return c, nil
+}
+
+func (c *calmStore) Allow(key string) bool {
+	sc := c.pool.Get().(*calmScratch)
+	sc.checks[0] = store.Check{Key: key, Algorithm: CalmAlgorithm, Limit: c.limit}
+	allowed, err := c.st.Apply(context.Background(), sc.checks[:], 1, sc.out[:])
+	c.pool.Put(sc)
+	return allowed && err == nil
+}
+
+func (c *calmStore) Close() error { return c.st.Close() }
+
+// calmLimiter goes through calm.Limiter, which hashes the client, builds
+// the store key and folds the decision into a Result.
+type calmLimiter struct {
+	lim   *calm.Limiter
+	st    store.Store
+	rules []calm.Rule
+}
+
+func newCalmLimiter(l Limit) (Limiter, error) {
+	st := newMemoryStore()
+	lim, err := calm.New(calm.Config{Store: st, Algorithm: CalmAlgorithm})
+	if err != nil {
+		return nil, fmt.Errorf("creating calm limiter: %w", err)
+	}
+	rules := []calm.Rule{{Requests: l.Requests, Window: l.Window}}
+	return &calmLimiter{lim: lim, st: st, rules: rules}, nil
+}
+
+func (c *calmLimiter) Allow(key string) bool {
+	checks := [1]calm.Check{{
+		Scope:    calm.ScopeUser,
+		Endpoint: "/api",
+		Client:   key,
+		Rules:    c.rules,
+	}}
+	res, err := c.lim.Allow(context.Background(), checks[:], 1)
+	return err == nil && res.Allowed
+}
+
+func (c *calmLimiter) Close() error { return c.st.Close() }

@@ -1,0 +1,193 @@
+package compare
+
+import (
+	"runtime"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// speedLimit is generous enough that no benchmark run exhausts it, so every
+// check is an allowed request that updates the key's state. calm requires
+// quota × window (µs) below 2^53, and 1e8 × 6e7 is 6e15.
+var speedLimit = Limit{Requests: 100_000_000, Window: time.Minute}
+
+const (
+	manyKeys    = 100_000
+	orderLength = 1 << 20 // length of the random key sequence; a power of two
+)
+
+// BenchmarkCompare measures one check per iteration for every peer:
+//
+//   - hot: one key, every request;
+//   - keys=100k-serial: 100,000 keys in a fixed random order, one goroutine;
+//   - keys=100k-parallel: the same keys from GOMAXPROCS goroutines.
+//
+// The 100k-key cases admit every key once before the timer starts, so
+// they measure updates of existing state, not first inserts.
+func BenchmarkCompare(b *testing.B) {
+	keys := Keys(manyKeys)
+	order := Order(manyKeys, orderLength)
+	for _, p := range Peers() {
+		b.Run("case=hot/peer="+p.Name, func(b *testing.B) {
+			benchHot(b, p, keys[0])
+		})
+		b.Run("case=keys-100k-serial/peer="+p.Name, func(b *testing.B) {
+			benchSerial(b, p, keys, order)
+		})
+		b.Run("case=keys-100k-parallel/peer="+p.Name, func(b *testing.B) {
+			benchParallel(b, p, keys, order)
+		})
+	}
+}
+
+func newBenchLimiter(b *testing.B, p Peer, l Limit) Limiter {
+	b.Helper()
+	lim, err := p.New(l)
+	if err != nil {
+		b.Fatalf("%s: New(%v) error: %v", p.Name, l, err)
+	}
+	b.Cleanup(func() {
+		if err := lim.Close(); err != nil {
+			b.Errorf("%s: Close() error: %v", p.Name, err)
+		}
+	})
+	return lim
+}
+
+func prefill(b *testing.B, lim Limiter, keys []string) {
+	b.Helper()
+	for _, k := range keys {
+		if !lim.Allow(k) {
+			b.Fatalf("Allow(%q) on a fresh key = false, want true", k)
+		}
+	}
+}
+
+func benchHot(b *testing.B, p Peer, key string) {
+	lim := newBenchLimiter(b, p, speedLimit)
+	b.ReportAllocs()
+	denied := 0
+	for b.Loop() {
+		if !lim.Allow(key) {
+			denied++
+		}
+	}
+	reportDenied(b, denied)
+}
+
+func benchSerial(b *testing.B, p Peer, keys []string, order []int32) {
+	lim := newBenchLimiter(b, p, speedLimit)
+	prefill(b, lim, keys)
+	b.ReportAllocs()
+	denied, i := 0, 0
+	for b.Loop() {
+		if !lim.Allow(keys[order[i&(orderLength-1)]]) {
+			denied++
+		}
+		i++
+	}
+	reportDenied(b, denied)
+}
+
+func benchParallel(b *testing.B, p Peer, keys []string, order []int32) {
+	lim := newBenchLimiter(b, p, speedLimit)
+	prefill(b, lim, keys)
+	var worker, denied atomic.Int64
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		// Each goroutine starts at its own place in the sequence, so they
+		// do not walk the same keys in step.
+		i := int(worker.Add(1)) * 104_729
+		n := int64(0)
+		for pb.Next() {
+			if !lim.Allow(keys[order[i&(orderLength-1)]]) {
+				n++
+			}
+			i++
+		}
+		denied.Add(n)
+	})
+	reportDenied(b, int(denied.Load()))
+}
+
+// reportDenied fails the benchmark when a check was denied: the limit is
+// meant to admit every request, so a denial means the adapter measured
+// something else.
+func reportDenied(b *testing.B, denied int) {
+	b.Helper()
+	if denied > 0 {
+		b.Fatalf("%d of %d checks denied, want all allowed under %v", denied, b.N, speedLimit)
+	}
+}
+
+// heapKeys is the number of distinct keys in BenchmarkHeap.
+const heapKeys = 1_000_000
+
+// BenchmarkHeap reports the Go heap that each peer keeps for 1,000,000
+// keys, in bytes per key (B/key), measured as the growth of
+// runtime.MemStats.HeapAlloc between two forced collections. Each key
+// string is built just before its first request, so a library that keeps
+// the key pays for it, as it would with keys taken from requests. The
+// time per iteration is the cost of admitting 1M new keys. Run it with
+// -benchtime=1x: every iteration fills a new limiter.
+func BenchmarkHeap(b *testing.B) {
+	for _, p := range Peers() {
+		b.Run("keys=1M/peer="+p.Name, func(b *testing.B) {
+			benchHeap(b, p)
+		})
+	}
+}
+
+func benchHeap(b *testing.B, p Peer) {
+	// One request per hour: a key that was kept is denied on its second
+	// request, which proves the store did not evict it to save memory.
+	limit := Limit{Requests: 1, Window: time.Hour}
+	total := 0.0
+	for b.Loop() {
+		b.StopTimer()
+		before := heapAlloc()
+		b.StartTimer()
+
+		lim := newBenchLimiter(b, p, limit)
+		for i := range heapKeys {
+			if !lim.Allow(Key(i)) {
+				b.Fatalf("Allow(%q) on a fresh key = false, want true", Key(i))
+			}
+		}
+
+		b.StopTimer()
+		after := heapAlloc()
+		total += float64(after) - float64(before)
+		checkKept(b, lim, limit)
+		b.StartTimer()
+	}
+	b.ReportMetric(total/float64(b.N)/heapKeys, "B/key")
+}
+
+func heapAlloc() uint64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
+}
+
+// checkKept asks again for every 1000th key and expects a denial.
+func checkKept(b *testing.B, lim Limiter, limit Limit) {
+	b.Helper()
+	for i := 0; i < heapKeys; i += 1000 {
+		if lim.Allow(Key(i)) {
+			b.Fatalf("second Allow(%q) under %d/%v = true, want false: the key was not kept",
+				Key(i), limit.Requests, limit.Window)
+		}
+	}
+}
+
+func TestHeapKeysFitKeySpace(t *testing.T) {
+	if heapKeys > maxKeys {
+		t.Fatalf("heapKeys = %s, want at most %s distinct keys",
+			strconv.Itoa(heapKeys), strconv.Itoa(maxKeys))
+	}
+}
