@@ -8,6 +8,7 @@ import (
 	"github.com/calm-limiter/calm"
 	"github.com/calm-limiter/calm/algorithm"
 	"github.com/calm-limiter/calm/store"
+	"github.com/calm-limiter/calm/store/memory"
 )
 
 // CalmAlgorithm is the algorithm of the calm adapters: GCRA, the one the
@@ -45,7 +46,7 @@ func newCalmStore(l Limit) (Limiter, error) {
 	if err := lim.Validate(); err != nil {
 		return nil, fmt.Errorf("calm limit %d/%s: %w", l.Requests, l.Window, err)
 	}
-	c := &calmStore{st: newMemoryStore(), limit: lim}
+	c := &calmStore{st: newMemoryStore(l.Keys), limit: lim}
 	c.pool.New = func() any { return new(calmScratch) }
 	return c, nil
 }
@@ -69,7 +70,7 @@ type calmLimiter struct {
 }
 
 func newCalmLimiter(l Limit) (Limiter, error) {
-	st := newMemoryStore()
+	st := newMemoryStore(l.Keys)
 	lim, err := calm.New(calm.Config{Store: st, Algorithm: CalmAlgorithm})
 	if err != nil {
 		return nil, fmt.Errorf("creating calm limiter: %w", err)
@@ -90,3 +91,13 @@ func (c *calmLimiter) Allow(key string) bool {
 }
 
 func (c *calmLimiter) Close() error { return c.st.Close() }
+
+// newMemoryStore returns calm's memory store sized for keys distinct keys,
+// or with its default size when keys is zero.
+//
+// NOTE: MaxKeys gets 25% headroom because the store splits MaxKeys evenly
+// across shards and a shard that fills up evicts its least recently used
+// key, so a store with MaxKeys exactly 1M evicts a few of 1M random keys.
+func newMemoryStore(keys int) *memory.Store {
+	return memory.New(memory.Config{MaxKeys: keys + keys/4})
+}

@@ -11,7 +11,7 @@ import (
 // speedLimit is generous enough that no benchmark run exhausts it, so every
 // check is an allowed request that updates the key's state. calm requires
 // quota × window (µs) below 2^53, and 1e8 × 6e7 is 6e15.
-var speedLimit = Limit{Requests: 100_000_000, Window: time.Minute}
+var speedLimit = Limit{Requests: 100_000_000, Window: time.Minute, Keys: manyKeys}
 
 const (
 	manyKeys    = 100_000
@@ -144,7 +144,7 @@ func BenchmarkHeap(b *testing.B) {
 func benchHeap(b *testing.B, p Peer) {
 	// One request per hour: a key that was kept is denied on its second
 	// request, which proves the store did not evict it to save memory.
-	limit := Limit{Requests: 1, Window: time.Hour}
+	limit := Limit{Requests: 1, Window: time.Hour, Keys: heapKeys}
 	total := 0.0
 	for b.Loop() {
 		b.StopTimer()

@@ -32,6 +32,10 @@ import (
 type Limit struct {
 	Requests int64
 	Window   time.Duration
+	// Keys is the number of distinct keys the caller will use. Adapters of
+	// stores with a key cap size the cap so that no key is evicted; the
+	// others ignore it. Zero means the library's default.
+	Keys int
 }
 
 // Limiter is one rate limiter under test. Allow charges one request to key
