@@ -1,0 +1,258 @@
+// Package httplimit protects net/http services with a calm.Limiter.
+//
+// It offers three integration styles that share one Limiter:
+//
+//   - Limiter.Middleware, a global func(http.Handler) http.Handler that
+//     limits every request by the policy in Config.Policy: excluded and
+//     included paths, per-route limits, route groups with shared budgets.
+//   - Limiter.Limit and Limiter.NewRoute, per-route wrappers that declare
+//     limits next to the handler, with an optional cost or cost function.
+//   - Limiter.Check, for code that decides itself, with WriteHeaders and
+//     Deny to answer like the middleware does.
+//
+// Limiter.SlowDown delays requests over the limit instead of rejecting
+// them, up to a maximum delay.
+//
+// # Answers and headers
+//
+// A denied request gets status 420 (or Config.StatusCode, such as 429) and
+// a JSON body with "message", "detail" and "limit_info". Every limited
+// response, allowed or denied, carries RateLimit-Limit, RateLimit-Remaining
+// and RateLimit-Reset (seconds until the deciding rule's budget is back,
+// rounded up), X-RateLimit-Policy and X-RateLimit-Scope, and the structured
+// fields RateLimit-Policy and RateLimit of draft-ietf-httpapi-ratelimit-
+// headers (revision -08 and later), with one list item per rule in force.
+// Config.Headers chooses the legacy trio, the draft fields, both (the
+// default) or none. A denied request also gets Retry-After in whole
+// seconds, rounded up and at least 1, unless its cost exceeds the
+// capacity of a rule, because such a request can never pass.
+//
+// # The reason phrase of 420
+//
+// net/http writes the status line itself and knows no reason phrase for
+// 420, so HTTP/1.1 clients see "420 status code 420" where the original
+// service sent "420 Enhance Your Calm". A handler cannot change the phrase
+// through http.ResponseWriter. Writing the status line by hand after
+// http.Hijacker.Hijack would work, but the server then stops managing the
+// connection: keep-alive, request body draining, timeouts and graceful
+// shutdown all end, so every denied client would have to reconnect,
+// which is the opposite of what a rate limiter wants under load. HTTP/2 and
+// HTTP/3 carry no reason phrase at all, and RFC 9110 section 15.1 tells
+// clients to ignore it. httplimit therefore keeps the connection and
+// puts "Enhance Your Calm" in the JSON body's "message" instead.
+//
+// # Store failures
+//
+// When the store fails, the middleware fails open by default: the request
+// passes with the header "X-RateLimit-Enforced: false" and no other
+// rate-limit headers. With Config.FailClosed it answers 503 instead.
+// Either way the first failure is logged at warning level and the recovery
+// at info level, with no line per request in between.
+package httplimit
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"sync/atomic"
+
+	"github.com/calm-limiter/calm"
+	"github.com/calm-limiter/calm/policy"
+)
+
+// StatusEnhanceYourCalm is calm's default status for denied requests.
+const StatusEnhanceYourCalm = 420
+
+// Defaults of the denied answer's body.
+const (
+	DefaultMessage = "Enhance Your Calm"
+	DefaultDetail  = "Too many requests: retry after the number of seconds in Retry-After."
+)
+
+// HeaderEnforced is set to "false" on requests that passed without a check
+// because the store failed and the limiter fails open.
+const HeaderEnforced = "X-RateLimit-Enforced"
+
+// HeaderMode chooses which rate-limit header fields responses carry.
+type HeaderMode uint8
+
+// Header modes. The zero value is HeadersBoth.
+const (
+	// HeadersBoth sends the legacy fields and the draft's structured fields.
+	HeadersBoth HeaderMode = iota
+	// HeadersLegacy sends RateLimit-Limit, RateLimit-Remaining and
+	// RateLimit-Reset, as the drafts up to -06 and most limiters do.
+	HeadersLegacy
+	// HeadersDraft sends the structured RateLimit-Policy and RateLimit
+	// fields of draft-ietf-httpapi-ratelimit-headers -08 and later.
+	HeadersDraft
+	// HeadersNone sends no rate-limit fields; denied answers keep
+	// Retry-After, which is standard HTTP.
+	HeadersNone
+)
+
+var headerModeNames = [...]string{"both", "legacy", "draft", "none"}
+
+// String returns the configuration name of m, such as "both".
+func (m HeaderMode) String() string {
+	if int(m) < len(headerModeNames) {
+		return headerModeNames[m]
+	}
+	return fmt.Sprintf("HeaderMode(%d)", uint8(m))
+}
+
+// ParseHeaderMode parses "both", "legacy", "draft" or "none".
+func ParseHeaderMode(s string) (HeaderMode, error) {
+	for i, name := range headerModeNames {
+		if s == name {
+			return HeaderMode(i), nil
+		}
+	}
+	return 0, fmt.Errorf("unknown header mode %q: use both, legacy, draft or none", s)
+}
+
+// Config configures a Limiter. The zero value of each field except Limiter
+// means the documented default.
+type Config struct {
+	// Limiter applies the checks. Required.
+	Limiter *calm.Limiter
+
+	// Policy chooses the limits of each request in the global middleware,
+	// the slow-down middleware and Check. The zero value limits every path
+	// except /healthz, /readyz and /metrics with 100/minute and 1000/hour
+	// per client and endpoint.
+	Policy policy.Config
+
+	// Mux, when set, is the application's router. The middleware asks it
+	// for the route pattern of each request, so that /users/1 and /users/2
+	// share the limits of "GET /users/{id}". Without it, requests that no
+	// configured route matches share their group's or one catch-all
+	// endpoint.
+	Mux *http.ServeMux
+
+	// MaxEndpoints bounds how many distinct application patterns become
+	// key endpoints; requests beyond it use the catch-all endpoint.
+	// Default: 10000.
+	MaxEndpoints int
+
+	// KeyFunc identifies the client. Default: PeerIP. A request whose key
+	// cannot be derived is limited as the shared client UnknownClient.
+	KeyFunc KeyFunc
+
+	// StatusCode is the status of denied answers: 420 (default) or 429.
+	StatusCode int
+
+	// Message and Detail fill the denied answer's body. Defaults:
+	// DefaultMessage and DefaultDetail.
+	Message string
+	Detail  string
+
+	// Headers chooses the rate-limit header fields. Default: HeadersBoth.
+	Headers HeaderMode
+
+	// FailClosed answers 503 when the store fails. The default fails open:
+	// requests pass with "X-RateLimit-Enforced: false".
+	FailClosed bool
+
+	// Logger receives one line per denied request and store state changes.
+	// Nil discards them.
+	Logger *slog.Logger
+
+	// QuietViolations turns off the line per denied request.
+	QuietViolations bool
+}
+
+// Errors returned by Check and NewRoute.
+var (
+	// ErrInvalidCost reports a cost function that failed or returned a
+	// negative cost; the request was rejected and nothing was charged.
+	ErrInvalidCost = errors.New("httplimit: invalid request cost")
+	// ErrStore wraps a store failure; nothing was charged.
+	ErrStore = errors.New("httplimit: rate-limit store failed")
+)
+
+// defaultMaxEndpoints is the default of Config.MaxEndpoints.
+const defaultMaxEndpoints = 10000
+
+// Limiter limits HTTP requests. It is safe for concurrent use.
+type Limiter struct {
+	limiter  *calm.Limiter
+	policy   *policy.Policy
+	mux      *http.ServeMux
+	keyFunc  KeyFunc
+	status   int
+	message  string
+	detail   string
+	headers  HeaderMode
+	failOpen bool
+	log      *slog.Logger
+	quiet    bool
+
+	endpoints    sync.Map // application pattern → struct{}
+	endpointsN   atomic.Int64
+	maxEndpoints int64
+
+	storeDown     atomic.Bool
+	storeFailures atomic.Int64
+	routeSeq      atomic.Int64
+}
+
+// New validates cfg and returns a Limiter. The error names the setting,
+// the bad value and the fix.
+func New(cfg Config) (*Limiter, error) {
+	if cfg.Limiter == nil {
+		return nil, errors.New("httplimit: Config.Limiter is nil: pass the result of calm.New")
+	}
+	pol, err := policy.New(cfg.Policy)
+	if err != nil {
+		return nil, fmt.Errorf("httplimit: invalid policy:\n%w", err)
+	}
+	l := &Limiter{
+		limiter:      cfg.Limiter,
+		policy:       pol,
+		mux:          cfg.Mux,
+		keyFunc:      cfg.KeyFunc,
+		status:       cfg.StatusCode,
+		message:      cmp(cfg.Message, DefaultMessage),
+		detail:       cmp(cfg.Detail, DefaultDetail),
+		headers:      cfg.Headers,
+		failOpen:     !cfg.FailClosed,
+		log:          cfg.Logger,
+		quiet:        cfg.QuietViolations,
+		maxEndpoints: int64(cfg.MaxEndpoints),
+	}
+	if l.keyFunc == nil {
+		l.keyFunc = PeerIP
+	}
+	if l.status == 0 {
+		l.status = StatusEnhanceYourCalm
+	}
+	if l.status != StatusEnhanceYourCalm && l.status != http.StatusTooManyRequests {
+		return nil, fmt.Errorf("httplimit: invalid StatusCode %d: use 420 or 429", cfg.StatusCode)
+	}
+	if cfg.Headers > HeadersNone {
+		return nil, fmt.Errorf("httplimit: invalid Headers %d: use HeadersBoth, HeadersLegacy, HeadersDraft or HeadersNone",
+			cfg.Headers)
+	}
+	if cfg.MaxEndpoints < 0 {
+		return nil, fmt.Errorf("httplimit: invalid MaxEndpoints %d: use a positive number, or 0 for %d",
+			cfg.MaxEndpoints, defaultMaxEndpoints)
+	}
+	if l.maxEndpoints == 0 {
+		l.maxEndpoints = defaultMaxEndpoints
+	}
+	if l.log == nil {
+		l.log = slog.New(slog.DiscardHandler)
+	}
+	l.log = l.log.With("component", "httplimit")
+	return l, nil
+}
+
+func cmp(v, fallback string) string {
+	if v == "" {
+		return fallback
+	}
+	return v
+}

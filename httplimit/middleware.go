@@ -1,0 +1,206 @@
+package httplimit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/calm-limiter/calm"
+	"github.com/calm-limiter/calm/algorithm"
+	"github.com/calm-limiter/calm/policy"
+)
+
+// Middleware limits every request by the policy before it reaches next.
+// Excluded requests pass untouched. Wrap the application's router with it
+// and pass the same router as Config.Mux, so that keys use route patterns.
+func (l *Limiter) Middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		l.serve(w, r, next, l.match(r))
+	})
+}
+
+// Check applies the policy to r as the middleware would and returns the
+// result without writing anything; it charges the request when allowed.
+// Answer a denied request with Deny, and call WriteHeaders on allowed ones
+// to send the rate-limit headers.
+//
+// An excluded request returns an allowed Result with no Quotas. When the
+// store fails, Check returns an error that wraps ErrStore, with Allowed set
+// as Config.FailClosed chooses. When the cost function fails, Check returns
+// an error that wraps ErrInvalidCost and a denied Result.
+func (l *Limiter) Check(r *http.Request) (calm.Result, error) {
+	return l.check(r, l.match(r))
+}
+
+// match returns the policy match of r.
+func (l *Limiter) match(r *http.Request) policy.Match {
+	return l.policy.Match(r, l.appPattern(r))
+}
+
+// appPattern returns the application's route pattern for r, or "" when
+// there is none or when the bound on endpoints is reached.
+func (l *Limiter) appPattern(r *http.Request) string {
+	pattern := r.Pattern
+	if pattern == "" && l.mux != nil && r.URL != nil && r.Method != http.MethodConnect {
+		// ServeMux returns redirect targets built from the request path
+		// for CONNECT requests, so those are never asked.
+		_, pattern = l.mux.Handler(r)
+	}
+	if pattern == "" {
+		return ""
+	}
+	if _, ok := l.endpoints.Load(pattern); ok {
+		return pattern
+	}
+	if l.endpointsN.Add(1) > l.maxEndpoints {
+		l.endpointsN.Add(-1)
+		return ""
+	}
+	if _, loaded := l.endpoints.LoadOrStore(pattern, struct{}{}); loaded {
+		l.endpointsN.Add(-1)
+	}
+	return pattern
+}
+
+// serve runs the check of m and answers or calls next.
+func (l *Limiter) serve(w http.ResponseWriter, r *http.Request, next http.Handler, m policy.Match) {
+	if !m.Limited {
+		next.ServeHTTP(w, r)
+		return
+	}
+	res, client, err := l.apply(r, m)
+	if err != nil {
+		if !l.answerError(w, r, m, res, err) {
+			next.ServeHTTP(w, r)
+		}
+		return
+	}
+	l.WriteHeaders(w, res)
+	if !res.Allowed {
+		l.logViolation(m.Endpoint, client, res)
+		l.writeDenied(w, res)
+		return
+	}
+	next.ServeHTTP(w, r)
+}
+
+// answerError answers a failed check. It returns false when the request
+// should pass (fail open).
+func (l *Limiter) answerError(
+	w http.ResponseWriter, r *http.Request, m policy.Match, res calm.Result, err error,
+) bool {
+	switch {
+	case errors.Is(err, ErrInvalidCost):
+		l.log.Warn("rejected request with invalid cost", "endpoint", m.Endpoint, "policy", m.Policy(), "err", err)
+		l.writeInvalidCost(w, m, res)
+		return true
+	case r.Context().Err() != nil:
+		// The client is gone; nobody reads an answer.
+		return true
+	case l.failOpen:
+		if l.headers != HeadersNone {
+			w.Header().Set(HeaderEnforced, "false")
+		}
+		return false
+	}
+	l.writeUnavailable(w)
+	return true
+}
+
+// check runs the checks of m and turns errors into the Result Check
+// documents.
+func (l *Limiter) check(r *http.Request, m policy.Match) (calm.Result, error) {
+	if !m.Limited {
+		return calm.Result{Allowed: true}, nil
+	}
+	res, client, err := l.apply(r, m)
+	if err != nil && errors.Is(err, ErrStore) {
+		res.Allowed = l.failOpen
+	}
+	if err == nil && !res.Allowed {
+		l.logViolation(m.Endpoint, client, res)
+	}
+	return res, err
+}
+
+// maxInlineChecks covers the checks of nearly every request without a heap
+// allocation: the endpoint's limits and a group budget.
+const maxInlineChecks = 4
+
+// apply identifies the client, computes the cost and asks the limiter. It
+// returns the client key for the violation log.
+func (l *Limiter) apply(r *http.Request, m policy.Match) (calm.Result, string, error) {
+	client := l.clientKey(r)
+	cost := m.Cost
+	if m.CostFunc != nil {
+		c, err := m.CostFunc(r)
+		switch {
+		case err != nil:
+			return deniedInvalid(m), client, fmt.Errorf("%w: %w", ErrInvalidCost, err)
+		case c < 0:
+			return deniedInvalid(m), client, fmt.Errorf("%w: cost function returned %d", ErrInvalidCost, c)
+		}
+		cost = c
+	}
+
+	var buf [maxInlineChecks]calm.Check
+	checks := m.AppendChecks(buf[:0], client)
+	res, err := l.limiter.Allow(r.Context(), checks, cost)
+	if err != nil {
+		l.noteStoreFailure(r.Context(), err)
+		return res, client, fmt.Errorf("%w: %w", ErrStore, err)
+	}
+	l.noteStoreSuccess()
+	return res, client, nil
+}
+
+func deniedInvalid(m policy.Match) calm.Result {
+	return calm.Result{Reason: algorithm.ReasonInvalidCost, Policy: m.Policy(), Scope: calm.ScopeUser}
+}
+
+// noteStoreFailure logs the first failure after a success.
+func (l *Limiter) noteStoreFailure(ctx context.Context, err error) {
+	if ctx.Err() != nil {
+		return
+	}
+	l.storeFailures.Add(1)
+	if l.storeDown.CompareAndSwap(false, true) {
+		mode := "failing open"
+		if !l.failOpen {
+			mode = "failing closed"
+		}
+		l.log.Warn("rate-limit store failed; "+mode+" until it recovers", "err", err)
+	}
+}
+
+// noteStoreSuccess logs the recovery after failures.
+func (l *Limiter) noteStoreSuccess() {
+	if !l.storeDown.Load() {
+		return
+	}
+	if l.storeDown.CompareAndSwap(true, false) {
+		l.log.Info("rate-limit store recovered", "failed_requests", l.storeFailures.Swap(0))
+	}
+}
+
+// logViolation writes one line per denied request, with the client hashed.
+func (l *Limiter) logViolation(endpoint, client string, res calm.Result) {
+	if l.quiet {
+		return
+	}
+	keyHash := ""
+	if client != "" {
+		keyHash = l.limiter.HashClient(client)
+	}
+	l.log.Info("rate limit exceeded",
+		"key_hash", keyHash,
+		"endpoint", endpoint,
+		"policy", res.Policy,
+		"scope", string(res.Scope),
+		"reason", res.Reason.String(),
+		"limit", res.Limit,
+		"remaining", res.Remaining,
+		"retry_after", retryAfterSeconds(res),
+	)
+}

@@ -1,0 +1,333 @@
+package policy
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"path"
+	"regexp"
+	"slices"
+	"strings"
+
+	"github.com/calm-limiter/calm"
+	"github.com/calm-limiter/calm/algorithm"
+)
+
+// CatchAllEndpoint is the endpoint of requests that match no route, no
+// group and no application pattern.
+const CatchAllEndpoint = "*"
+
+// Policy is a compiled Config. It is immutable and safe for concurrent use.
+type Policy struct {
+	defaults *ruleSet
+	exclude  *patternSet
+	include  *patternSet
+	routes   *patternSet
+	byRoute  map[string]*route
+	groups   []*group // longest prefix first
+}
+
+// ruleSet is a compiled set of stacked rules.
+type ruleSet struct {
+	policy    string
+	scope     calm.Scope
+	rules     []calm.Rule
+	algorithm *algorithm.Kind
+	burst     int64
+	// endpoint, when set, replaces the match's endpoint in keys; a group
+	// budget uses it so that every endpoint of the group shares one key.
+	endpoint string
+}
+
+type route struct {
+	pattern  string
+	limits   *ruleSet
+	group    *group // nil outside groups
+	cost     int64
+	costFunc func(*http.Request) (int64, error)
+}
+
+type group struct {
+	prefix string
+	limits *ruleSet
+	budget *ruleSet // nil without a budget
+	cost   int64
+}
+
+// patternSet matches requests against ServeMux patterns.
+type patternSet struct {
+	mux      *http.ServeMux
+	patterns map[string]bool
+}
+
+// New validates c and compiles it. The error lists every invalid setting,
+// one per line, each naming the setting, the value and the fix.
+func New(c Config) (*Policy, error) {
+	b := builder{p: &Policy{byRoute: make(map[string]*route)}, seen: make(map[string]string)}
+	b.p.defaults = b.ruleSet("default_limits", c.DefaultLimits, DefaultLimits, calm.DefaultPolicy,
+		"", "", 0)
+
+	exclude := c.Exclude
+	if exclude == nil {
+		exclude = DefaultExclude
+	}
+	b.p.exclude = b.patterns("exclude", exclude)
+	b.p.include = b.patterns("include", c.Include)
+	b.p.routes = &patternSet{mux: http.NewServeMux(), patterns: make(map[string]bool)}
+
+	for i, g := range c.Groups {
+		b.group(fmt.Sprintf("groups[%d]", i), g)
+	}
+	for i, r := range c.Routes {
+		b.route(fmt.Sprintf("routes[%d]", i), r, nil)
+	}
+	if len(b.errs) > 0 {
+		return nil, errors.Join(b.errs...)
+	}
+	slices.SortStableFunc(b.p.groups, func(x, y *group) int { return len(y.prefix) - len(x.prefix) })
+	return b.p, nil
+}
+
+// builder collects the compiled parts and every error of a Config.
+type builder struct {
+	p    *Policy
+	errs []error
+	seen map[string]string // route pattern or group prefix → setting that declared it
+}
+
+func (b *builder) fail(setting string, err error) {
+	b.errs = append(b.errs, fmt.Errorf("%s: %w", setting, err))
+}
+
+// ruleSet compiles limits; fallback is used when entries is empty and may be
+// "" to mean "no limits" (nil result).
+func (b *builder) ruleSet(
+	setting string, entries []string, fallback, name, scope, alg string, burst int64,
+) *ruleSet {
+	if len(entries) == 0 && fallback != "" {
+		entries = []string{fallback}
+	}
+	if len(entries) == 0 {
+		return nil
+	}
+	rules, err := ParseLimits(entries)
+	if err != nil {
+		b.fail(setting, fmt.Errorf("%w (write rules such as 100/minute)", err))
+	}
+	s := &ruleSet{policy: name, rules: rules, burst: burst}
+	if s.scope, err = ParseScope(scope); err != nil {
+		b.fail(strings.TrimSuffix(setting, "limits")+"scope", err)
+	}
+	if s.algorithm, err = parseAlgorithm(alg); err != nil {
+		b.fail(strings.TrimSuffix(setting, "limits")+"algorithm", err)
+	}
+	if burst < 0 {
+		b.fail(strings.TrimSuffix(setting, "limits")+"burst",
+			fmt.Errorf("burst %d is negative: use 0 for the rule's request count", burst))
+	}
+	return s
+}
+
+func (b *builder) patterns(setting string, patterns []string) *patternSet {
+	if len(patterns) == 0 {
+		return nil
+	}
+	set := &patternSet{mux: http.NewServeMux(), patterns: make(map[string]bool)}
+	for i, p := range patterns {
+		if set.patterns[p] {
+			continue
+		}
+		if err := register(set.mux, p); err != nil {
+			b.fail(fmt.Sprintf("%s[%d]", setting, i), err)
+			continue
+		}
+		set.patterns[p] = true
+	}
+	return set
+}
+
+func (b *builder) group(setting string, g Group) {
+	prefix, err := normalizePrefix(g.Prefix)
+	if err != nil {
+		b.fail(setting+".prefix", err)
+		return
+	}
+	if other, dup := b.seen["group "+prefix]; dup {
+		b.fail(setting+".prefix", fmt.Errorf("prefix %q is also used by %s: merge the groups", prefix, other))
+		return
+	}
+	b.seen["group "+prefix] = setting
+
+	name := b.name(setting+".name", g.Name, prefix)
+	gr := &group{prefix: prefix, cost: b.cost(setting+".cost", g.Cost, 1)}
+	if len(g.Limits) > 0 {
+		gr.limits = b.ruleSet(setting+".limits", g.Limits, "", name, g.Scope, g.Algorithm, 0)
+	} else {
+		gr.limits = b.inherit(setting, b.p.defaults, "", g.Scope, g.Algorithm, 0)
+	}
+	gr.budget = b.ruleSet(setting+".budget", g.Budget, "", name+"-budget", g.Scope, g.Algorithm, 0)
+	if gr.budget != nil {
+		gr.budget.endpoint = "budget " + prefix
+	}
+	b.p.groups = append(b.p.groups, gr)
+
+	for i, r := range g.Routes {
+		b.route(fmt.Sprintf("%s.routes[%d]", setting, i), r, gr)
+	}
+}
+
+func (b *builder) route(setting string, r Route, g *group) {
+	if r.Pattern == "" {
+		b.fail(setting+".pattern", errors.New(`pattern is missing: set a ServeMux pattern such as "POST /auth/login"`))
+		return
+	}
+	if other, dup := b.seen[r.Pattern]; dup {
+		b.fail(setting+".pattern", fmt.Errorf("pattern %q is also used by %s: keep one of them", r.Pattern, other))
+		return
+	}
+	b.seen[r.Pattern] = setting
+	if g != nil && !underPrefix(patternPath(r.Pattern), g.prefix) {
+		b.fail(setting+".pattern", fmt.Errorf("pattern %q lies outside the group prefix %q: move it to routes or to its own group",
+			r.Pattern, g.prefix))
+		return
+	}
+	if err := register(b.p.routes.mux, r.Pattern); err != nil {
+		b.fail(setting+".pattern", err)
+		return
+	}
+	b.p.routes.patterns[r.Pattern] = true
+
+	rt := &route{pattern: r.Pattern, group: g, costFunc: r.CostFunc}
+	groupCost := int64(1)
+	inherited := b.p.defaults
+	if g != nil {
+		groupCost, inherited = g.cost, g.limits
+	}
+	rt.cost = b.cost(setting+".cost", r.Cost, groupCost)
+	if len(r.Limits) > 0 {
+		name := b.name(setting+".name", r.Name, r.Pattern)
+		rt.limits = b.ruleSet(setting+".limits", r.Limits, "", name, r.Scope, r.Algorithm, r.Burst)
+	} else {
+		rt.limits = b.inherit(setting, inherited, r.Scope, "", r.Algorithm, r.Burst)
+	}
+	b.p.byRoute[r.Pattern] = rt
+}
+
+// inherit returns parent, or a copy of it with the given overrides. Empty
+// strings and zero mean "keep the parent's".
+func (b *builder) inherit(setting string, parent *ruleSet, scope, groupScope, alg string, burst int64) *ruleSet {
+	if parent == nil {
+		return nil
+	}
+	if scope == "" {
+		scope = groupScope
+	}
+	if scope == "" && alg == "" && burst == 0 {
+		return parent
+	}
+	s := *parent
+	var err error
+	if scope != "" {
+		if s.scope, err = ParseScope(scope); err != nil {
+			b.fail(setting+".scope", err)
+		}
+	}
+	if alg != "" {
+		if s.algorithm, err = parseAlgorithm(alg); err != nil {
+			b.fail(setting+".algorithm", err)
+		}
+	}
+	if burst < 0 {
+		b.fail(setting+".burst", fmt.Errorf("burst %d is negative: use 0 for the rule's request count", burst))
+	}
+	if burst > 0 {
+		s.burst = burst
+	}
+	return &s
+}
+
+func (b *builder) name(setting, name, fallback string) string {
+	if name == "" {
+		name = fallback
+	}
+	if err := ValidateName(name); err != nil {
+		b.fail(setting, err)
+	}
+	return name
+}
+
+func (b *builder) cost(setting string, cost *int64, fallback int64) int64 {
+	if cost == nil {
+		return fallback
+	}
+	if err := ValidateCost(*cost); err != nil {
+		b.fail(setting, err)
+	}
+	return *cost
+}
+
+// registrationSite matches the "(registered at file:line)" notes in
+// ServeMux's conflict messages, which point into this package.
+var registrationSite = regexp.MustCompile(` \(registered at [^)]*\)`)
+
+// register adds pattern to mux and turns ServeMux's panic on an invalid or
+// conflicting pattern into an error.
+func register(mux *http.ServeMux, pattern string) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			msg := registrationSite.ReplaceAllString(fmt.Sprint(v), "")
+			msg = strings.Join(strings.Fields(strings.TrimPrefix(msg, "http: ")), " ")
+			err = fmt.Errorf("pattern %q is not usable: %s", pattern, msg)
+		}
+	}()
+	mux.Handle(pattern, http.NotFoundHandler())
+	return nil
+}
+
+// match returns the registered pattern that r matches, or "".
+func (s *patternSet) match(r *http.Request) string {
+	if s == nil {
+		return ""
+	}
+	_, pattern := s.mux.Handler(r)
+	// ServeMux can return a redirect target for CONNECT requests; only a
+	// registered pattern counts as a match.
+	if !s.patterns[pattern] {
+		return ""
+	}
+	return pattern
+}
+
+// patternPath returns the path part of a ServeMux pattern
+// "[METHOD ][HOST]/PATH".
+func patternPath(pattern string) string {
+	if _, rest, ok := strings.Cut(pattern, " "); ok {
+		pattern = strings.TrimLeft(rest, " \t")
+	}
+	if i := strings.IndexByte(pattern, '/'); i >= 0 {
+		return pattern[i:]
+	}
+	return pattern
+}
+
+// underPrefix reports whether the path p equals prefix or lies below it.
+func underPrefix(p, prefix string) bool {
+	return p == prefix || strings.HasPrefix(p, prefix+"/")
+}
+
+// cleanPath returns the canonical form of p as ServeMux sees it: rooted,
+// without "." and ".." elements or repeated slashes, and with a trailing
+// slash kept.
+func cleanPath(p string) string {
+	if p == "" {
+		return "/"
+	}
+	if p[0] != '/' {
+		p = "/" + p
+	}
+	cleaned := path.Clean(p)
+	if strings.HasSuffix(p, "/") && cleaned != "/" {
+		cleaned += "/"
+	}
+	return cleaned
+}
