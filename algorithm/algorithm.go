@@ -162,6 +162,7 @@ const (
 	ReasonCostTooLarge        // cost exceeds the capacity, so the request can never pass
 	ReasonQueueFull           // LeakyQueue: the wait would exceed MaxWait
 	ReasonInvalidCost         // negative cost
+	ReasonInvalidLimit        // unknown Kind, or a Quota or Window that is not positive
 )
 
 var reasonNames = [...]string{
@@ -170,6 +171,7 @@ var reasonNames = [...]string{
 	ReasonCostTooLarge: "cost_exceeds_capacity",
 	ReasonQueueFull:    "queue_full",
 	ReasonInvalidCost:  "invalid_cost",
+	ReasonInvalidLimit: "invalid_limit",
 }
 
 // String returns a stable snake_case name for r, used in logs and bodies.
