@@ -33,5 +33,13 @@ type Store interface {
 	Close() error
 }
 
-// ErrClosed is returned by Apply on a store that was closed.
-var ErrClosed = errors.New("store: closed")
+// Errors returned by stores.
+var (
+	// ErrClosed is returned by Apply on a store that was closed.
+	ErrClosed = errors.New("store: closed")
+	// ErrUnavailable is wrapped by the errors of a store that could not
+	// reach a decision, such as a Redis store whose server is down or slow.
+	// Nothing was charged; the caller falls back to another store, or fails
+	// open or closed as configured.
+	ErrUnavailable = errors.New("store: unavailable")
+)

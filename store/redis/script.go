@@ -1,0 +1,84 @@
+package redis
+
+import (
+	"context"
+	"crypto/sha1"
+	_ "embed"
+	"encoding/hex"
+	"strings"
+
+	"github.com/redis/rueidis"
+)
+
+var (
+	//go:embed lua/apply.lua
+	applyFrame string
+	//go:embed lua/refund.lua
+	refundFrame string
+	//go:embed lua/placeholder.lua
+	placeholderLua string
+	//go:embed lua/undo_placeholder.lua
+	undoPlaceholderLua string
+)
+
+// Markers are the lines of a frame where generated Lua goes.
+const (
+	algorithmsMarker = "--{{ALGORITHMS}}"
+	undoMarker       = "--{{UNDO}}"
+)
+
+// script is a Lua script with its SHA1 digest, the name EVALSHA uses.
+type script struct {
+	source string
+	sha    string
+}
+
+func newScript(frame, marker, body string) script {
+	src := strings.Replace(frame, marker, body, 1)
+	sum := sha1.Sum([]byte(src))
+	return script{source: src, sha: hex.EncodeToString(sum[:])}
+}
+
+// The scripts of the store.
+var (
+	// applyScript decides and charges the checks of one hash slot.
+	applyScript = newScript(applyFrame, algorithmsMarker, placeholderLua)
+	// refundScript takes back the charges of one hash slot.
+	refundScript = newScript(refundFrame, undoMarker, undoPlaceholderLua)
+)
+
+// exec runs sc with EVALSHA. When Redis no longer has the script (after
+// SCRIPT FLUSH, a restart or a failover to a node that never loaded it), it
+// sends the source once with EVAL, which also caches it on that node.
+func (sc script) exec(ctx context.Context, c rueidis.Client, keys, args []string) rueidis.RedisResult {
+	resp := c.Do(ctx, sc.evalSHA(c, keys, args))
+	if isNoScript(resp.Error()) {
+		resp = c.Do(ctx, sc.eval(c, keys, args))
+	}
+	return resp
+}
+
+func (sc script) evalSHA(c rueidis.Client, keys, args []string) rueidis.Completed {
+	return c.B().Evalsha().Sha1(sc.sha).Numkeys(int64(len(keys))).Key(keys...).Arg(args...).Build()
+}
+
+func (sc script) eval(c rueidis.Client, keys, args []string) rueidis.Completed {
+	return c.B().Eval().Script(sc.source).Numkeys(int64(len(keys))).Key(keys...).Arg(args...).Build()
+}
+
+func isNoScript(err error) bool {
+	rerr, ok := rueidis.IsRedisErr(err)
+	return ok && rerr.IsNoScript()
+}
+
+// load sends SCRIPT LOAD for every script to every node the client knows.
+func load(ctx context.Context, c rueidis.Client, scripts ...script) error {
+	for _, node := range c.Nodes() {
+		for _, sc := range scripts {
+			if err := node.Do(ctx, node.B().ScriptLoad().Script(sc.source).Build()).Error(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
