@@ -157,3 +157,9 @@ func (gw *gateway) close() error {
 	})
 	return gw.closeErr
 }
+
+// allVars returns every setting the gateway reads, in documentation order.
+func allVars() []config.Var {
+	var s config.Settings
+	return s.Vars()
+}
