@@ -311,6 +311,17 @@ func TestParseFile(t *testing.T) {
 		{name: "nested value", text: "settings:\n  algorithm: {a: b}\n",
 			wantErr: "settings.algorithm: want a value or a list of values"},
 		{name: "two documents", text: "settings: {}\n---\nsettings: {}\n", wantErr: "one YAML document"},
+		{name: "default_limits moved", text: "default_limits: [1/s, 2/m]\n",
+			want: map[string]string{"default_limit": "1/s,2/m"}},
+		{name: "default limits twice",
+			text:    "default_limits: [1/s]\nsettings:\n  default_limit: 2/m\n",
+			wantErr: "default_limits and settings.default_limit both set the default limits"},
+		{name: "unknown top-level key", text: "rotues: []\n",
+			wantErr: `invalid: line 1: field rotues not found`},
+		{name: "unknown route field", text: "routes:\n  - pattern: GET /x\n    limit: [1/s]\n",
+			wantErr: `line 3: field limit not found`},
+		{name: "limits not a list", text: "routes:\n  - pattern: GET /x\n    limits: {a: 1}\n",
+			wantErr: `line 3: cannot unmarshal !!map into []string`},
 		{name: "duplicate key", text: "settings:\n  enabled: true\n  enabled: false\n",
 			wantErr: "already defined"},
 	}
@@ -344,5 +355,40 @@ func TestParseFileTooLarge(t *testing.T) {
 	_, err := ParseFile("big.yaml", make([]byte, MaxFileSize+1))
 	if err == nil || !strings.Contains(err.Error(), "larger than") {
 		t.Errorf("ParseFile(%d bytes) error = %v, want a size error", MaxFileSize+1, err)
+	}
+}
+
+func TestParseFilePolicy(t *testing.T) {
+	t.Parallel()
+	f := mustParse(t, `
+exclude: []
+groups:
+  - prefix: /auth
+    routes:
+      - pattern: POST /auth/login
+        limits: [3/minute, 10/hour]
+        cost: 2
+routes:
+  - pattern: GET /api/export
+    limits: [5/minute]
+`)
+	if !f.HasPolicy {
+		t.Errorf("HasPolicy = false, want true")
+	}
+	if f.Policy.Exclude == nil || len(f.Policy.Exclude) != 0 {
+		t.Errorf("Exclude = %#v, want an empty, non-nil list", f.Policy.Exclude)
+	}
+	if len(f.Policy.Groups) != 1 || len(f.Policy.Groups[0].Routes) != 1 {
+		t.Fatalf("Groups = %+v, want one group with one route", f.Policy.Groups)
+	}
+	login := f.Policy.Groups[0].Routes[0]
+	if login.Cost == nil || *login.Cost != 2 || len(login.Limits) != 2 {
+		t.Errorf("login route = %+v, want cost 2 and two limits", login)
+	}
+	if len(f.Policy.Routes) != 1 || f.Policy.Routes[0].Pattern != "GET /api/export" {
+		t.Errorf("Routes = %+v, want GET /api/export", f.Policy.Routes)
+	}
+	if mustParse(t, "settings: {}\n").HasPolicy {
+		t.Errorf("HasPolicy = true for a file with settings only, want false")
 	}
 }

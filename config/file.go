@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/calm-limiter/calm/policy"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -19,20 +20,33 @@ const MaxFileSize = 1 << 20
 //	settings:          # any setting by its file key, see docs/CONFIG.md
 //	  algorithm: token_bucket
 //	  default_limit: [100/minute, 1000/hour]
-//	...                # every other top-level key belongs to the policies
+//	exclude: [...]     # the other top-level keys are a policy.Config
+//	groups: [...]
+//	routes: [...]
 //
 // A list value in settings is joined with commas, so default_limit may be
-// written as a list or as one string.
+// written as a list or as one string. The policy's default_limits key is
+// the file's way to set default_limit too; the file may use one of them.
 type File struct {
 	// Path names the file in messages.
 	Path string
 	// Settings maps a setting's Key to its text.
 	Settings map[string]string
-	// Policies holds the other top-level sections, undecoded, for the
-	// policy model to decode.
-	Policies map[string]yaml.Node
+	// Policy holds the top-level policy keys. Its DefaultLimits is always
+	// empty: a default_limits key is moved to Settings["default_limit"], so
+	// that flags and the environment rank against it like any setting.
+	Policy policy.Config
+	// HasPolicy reports whether the file sets any policy key besides
+	// default_limits.
+	HasPolicy bool
 	// order lists the settings keys as written, for stable messages.
 	order []string
+}
+
+// document is the shape of a config file.
+type document struct {
+	Settings      yaml.Node `yaml:"settings"`
+	policy.Config `yaml:",inline"`
 }
 
 // ReadFile reads and parses the config file at path.
@@ -49,36 +63,54 @@ func ReadFile(path string) (*File, error) {
 	return ParseFile(path, data)
 }
 
-// ParseFile parses a config file's content; path names it in messages.
+// ParseFile parses a config file's content; path names it in messages. It
+// rejects unknown keys and checks the YAML shape; Load checks the settings'
+// values and policy.New the policy's.
 func ParseFile(path string, data []byte) (*File, error) {
 	if len(data) > MaxFileSize {
 		return nil, fmt.Errorf("config file %s: larger than %d bytes", path, MaxFileSize)
 	}
-	f := &File{Path: path, Settings: map[string]string{}, Policies: map[string]yaml.Node{}}
-	var doc map[string]yaml.Node
+	var doc document
 	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
 	if err := dec.Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("config file %s: invalid YAML: %w", path, err)
+		return nil, fmt.Errorf("config file %s: %w", path, yamlError(err))
 	}
-	var extra map[string]yaml.Node
+	var extra yaml.Node
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("config file %s: want one YAML document, found more", path)
 	}
-	for key, node := range doc {
-		if key == "settings" {
-			if err := f.readSettings(node); err != nil {
-				return nil, err
-			}
-			continue
-		}
-		f.Policies[key] = node
+
+	f := &File{Path: path, Settings: map[string]string{}, Policy: doc.Config}
+	if err := f.readSettings(doc.Settings); err != nil {
+		return nil, err
 	}
+	if limits := f.Policy.DefaultLimits; limits != nil {
+		if _, dup := f.Settings["default_limit"]; dup {
+			return nil, fmt.Errorf("config file %s: default_limits and settings.default_limit "+
+				"both set the default limits: keep one", path)
+		}
+		f.Settings["default_limit"] = strings.Join(limits, ",")
+		f.order = append(f.order, "default_limit")
+		f.Policy.DefaultLimits = nil
+	}
+	p := f.Policy
+	f.HasPolicy = p.Exclude != nil || p.Include != nil || p.Routes != nil || p.Groups != nil
 	return f, nil
+}
+
+// yamlError drops the "yaml: " prefix of the decoder's messages.
+func yamlError(err error) error {
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		return fmt.Errorf("invalid: %s", strings.Join(te.Errors, "; "))
+	}
+	return fmt.Errorf("invalid YAML: %s", strings.TrimPrefix(err.Error(), "yaml: "))
 }
 
 // readSettings reads the settings mapping into f.Settings.
 func (f *File) readSettings(node yaml.Node) error {
-	if node.Kind == yaml.ScalarNode && node.Tag == "!!null" {
+	if node.Kind == 0 || node.Kind == yaml.ScalarNode && node.Tag == "!!null" {
 		return nil
 	}
 	if node.Kind != yaml.MappingNode {

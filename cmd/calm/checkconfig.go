@@ -4,9 +4,12 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 
+	"github.com/calm-limiter/calm"
 	"github.com/calm-limiter/calm/config"
+	"github.com/calm-limiter/calm/policy"
 )
 
 func init() {
@@ -32,21 +35,114 @@ func runCheckConfig(ctx context.Context, c *cli) error {
 	if err != nil {
 		return err
 	}
-	_, values, err := config.LoadSettings(config.Sources{Lookup: c.lookupEnv, File: file})
+	settings, values, err := config.LoadSettings(config.Sources{Lookup: c.lookupEnv, File: file})
 	if err != nil {
 		return err
 	}
+	pc := file.Policy
+	pc.DefaultLimits = ruleStrings(settings.DefaultLimit)
+	if err := pc.Validate(); err != nil {
+		return policyError(file, err)
+	}
 	fmt.Fprintf(c.stdout, "%s: valid\n\n", path)
 	printSettings(c.stdout, values)
+	fmt.Fprintln(c.stdout)
+	printPolicy(c.stdout, pc)
 	return nil
 }
 
 // printSettings writes one line per setting with its value and source.
 func printSettings(w io.Writer, values []config.Value) {
-	fmt.Fprintln(w, "Settings:")
+	fmt.Fprintln(w, "Settings (name, source, value):")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	for _, v := range values {
-		fmt.Fprintf(tw, "  %s\t%s\t(%s)\n", v.Var.Env, v.Raw, v.Source)
+		fmt.Fprintf(tw, "  %s\t%s\t%s\n", v.Var.Env, v.Source, v.Raw)
 	}
 	tw.Flush()
+}
+
+// printPolicy writes the limits a policy enforces, one endpoint per line.
+func printPolicy(w io.Writer, pc policy.Config) {
+	fmt.Fprintln(w, "Limits per client (the most restrictive rule of a line decides):")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "  any other request\t%s\tpolicy %s\n", limitsText(pc.DefaultLimits, nil),
+		calm.DefaultPolicy)
+	for _, g := range pc.Groups {
+		fmt.Fprintf(tw, "  %s/*\t%s\tpolicy %s%s\n", strings.TrimSuffix(g.Prefix, "/"),
+			limitsText(g.Limits, pc.DefaultLimits), nameOr(g.Name, g.Prefix),
+			extras(g.Scope, g.Cost, g.Algorithm))
+		if len(g.Budget) > 0 {
+			fmt.Fprintf(tw, "    budget shared by %s\t%s\tpolicy %s-budget\n", g.Prefix,
+				limitsText(g.Budget, nil), nameOr(g.Name, g.Prefix))
+		}
+		for _, r := range g.Routes {
+			printRoute(tw, r, "    ", limitsOr(g.Limits, pc.DefaultLimits), nameOr(g.Name, g.Prefix))
+		}
+	}
+	for _, r := range pc.Routes {
+		printRoute(tw, r, "  ", pc.DefaultLimits, "")
+	}
+	tw.Flush()
+
+	exclude := pc.Exclude
+	if exclude == nil {
+		exclude = policy.DefaultExclude
+	}
+	fmt.Fprintf(w, "\nNever limited: %s\n", listOrNone(exclude))
+	if len(pc.Include) > 0 {
+		fmt.Fprintf(w, "Only limited: %s\n", strings.Join(pc.Include, ", "))
+	}
+}
+
+func printRoute(w io.Writer, r policy.Route, indent string, inherited []string, group string) {
+	name := nameOr(r.Name, r.Pattern)
+	if len(r.Limits) == 0 {
+		name = nameOr(group, calm.DefaultPolicy)
+	}
+	fmt.Fprintf(w, "%s%s\t%s\tpolicy %s%s\n", indent, r.Pattern, limitsText(r.Limits, inherited),
+		name, extras(r.Scope, r.Cost, r.Algorithm))
+}
+
+// limitsText joins rules, or the inherited ones when there are none.
+func limitsText(limits, inherited []string) string {
+	return strings.Join(limitsOr(limits, inherited), ", ")
+}
+
+func limitsOr(limits, inherited []string) []string {
+	if len(limits) == 0 {
+		return inherited
+	}
+	return limits
+}
+
+func nameOr(name, fallback string) string {
+	if name == "" {
+		return fallback
+	}
+	return name
+}
+
+// extras describes the optional scope, cost and algorithm of a route.
+func extras(scope string, cost *int64, alg string) string {
+	var parts []string
+	if scope == string(calm.ScopeEndpoint) {
+		parts = append(parts, "shared by all clients")
+	}
+	if cost != nil && *cost != 1 {
+		parts = append(parts, fmt.Sprintf("cost %d", *cost))
+	}
+	if alg != "" {
+		parts = append(parts, alg)
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return " (" + strings.Join(parts, ", ") + ")"
+}
+
+func listOrNone(items []string) string {
+	if len(items) == 0 {
+		return "nothing"
+	}
+	return strings.Join(items, ", ")
 }

@@ -6,34 +6,55 @@ import (
 	"io"
 	"net/http"
 	"strings"
+
+	"github.com/calm-limiter/calm/policy"
 )
 
-// demoRoute is one endpoint of the built-in demo API with its limits.
-type demoRoute struct {
-	pattern string
-	limits  []string // nil means the default limits
-	handler http.HandlerFunc
+// demoHandlers is the demo API that `calm serve` answers without
+// --upstream, by ServeMux pattern.
+var demoHandlers = map[string]http.HandlerFunc{
+	"POST /auth/login":     demoLogin,
+	"POST /auth/register":  demoRegister,
+	"GET /public/products": demoProducts,
+	"GET /public/search":   demoSearch,
+	"GET /api/test":        demoTest,
+	"GET /api/me":          demoMe,
+	"POST /api/upload":     demoUpload,
+	"GET /api/export":      demoExport,
 }
 
-// demoRoutes is the demo API that `calm serve` answers without --upstream.
-// The limits show the usual shapes: tight limits on credentials, loose ones
-// on public reads, and the default limits on /api/test.
-var demoRoutes = []demoRoute{
-	{"POST /auth/login", []string{"3/minute", "10/hour"}, demoLogin},
-	{"POST /auth/register", []string{"2/minute", "5/hour"}, demoRegister},
-	{"GET /public/products", []string{"100/minute"}, demoProducts},
-	{"GET /public/search", []string{"50/minute"}, demoSearch},
-	{"GET /api/test", nil, demoTest},
-	{"GET /api/me", []string{"60/minute", "500/hour"}, demoMe},
-	{"POST /api/upload", []string{"10/minute"}, demoUpload},
-	{"GET /api/export", []string{"5/minute"}, demoExport},
+// demoPolicy returns the limits of the demo API: tight limits on
+// credentials, loose ones on public reads, the default limits on /api/test.
+// examples/calm.yaml writes the same policy as a config file.
+func demoPolicy() policy.Config {
+	return policy.Config{
+		Exclude: []string{"/healthz", "/readyz", "/metrics"},
+		Groups: []policy.Group{{
+			Prefix: "/auth",
+			Name:   "auth",
+			Limits: []string{"20/minute"},
+			Routes: []policy.Route{
+				{Pattern: "POST /auth/login", Name: "login", Limits: []string{"3/minute", "10/hour"}},
+				{Pattern: "POST /auth/register", Name: "register",
+					Limits: []string{"2/minute", "5/hour"}},
+			},
+		}},
+		Routes: []policy.Route{
+			{Pattern: "GET /public/products", Limits: []string{"100/minute"}},
+			{Pattern: "GET /public/search", Limits: []string{"50/minute"}},
+			{Pattern: "GET /api/test"},
+			{Pattern: "GET /api/me", Limits: []string{"60/minute", "500/hour"}},
+			{Pattern: "POST /api/upload", Limits: []string{"10/minute"}},
+			{Pattern: "GET /api/export", Limits: []string{"5/minute"}},
+		},
+	}
 }
 
 // newDemoMux returns the demo API's routes.
 func newDemoMux() *http.ServeMux {
 	mux := http.NewServeMux()
-	for _, rt := range demoRoutes {
-		mux.Handle(rt.pattern, rt.handler)
+	for pattern, h := range demoHandlers {
+		mux.Handle(pattern, h)
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, map[string]string{

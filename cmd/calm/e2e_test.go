@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -486,3 +487,207 @@ func waitFor(t *testing.T, cond func() bool, what string, p *process) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+func TestDemoLimits(t *testing.T) {
+	t.Parallel()
+	// RATELIMIT_DEFAULT_LIMIT reaches GET /api/test, the route with the
+	// default limits; the other routes have limits of their own.
+	p := startCalm(t, map[string]string{"RATELIMIT_DEFAULT_LIMIT": "4/minute,40/hour"})
+	tests := []struct {
+		method, path string
+		allowed      int
+		policy       string
+		limit        string // RateLimit-Limit of the deciding rule
+	}{
+		{"POST", "/auth/login", 3, "login", "3"},
+		{"POST", "/auth/register", 2, "register", "2"},
+		{"GET", "/api/export", 5, "GET /api/export", "5"},
+		{"GET", "/api/test", 4, "default", "4"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.method+" "+tt.path, func(t *testing.T) {
+			t.Parallel()
+			for i := 1; i <= tt.allowed; i++ {
+				resp, _ := do(t, tt.method, p.url+tt.path, nil, nil)
+				if resp.StatusCode >= 400 {
+					t.Fatalf("request %d = %d, want success", i, resp.StatusCode)
+				}
+				wantRemaining := fmt.Sprint(tt.allowed - i)
+				if got := resp.Header.Get("RateLimit-Remaining"); got != wantRemaining {
+					t.Errorf("request %d: RateLimit-Remaining = %q, want %q", i, got, wantRemaining)
+				}
+			}
+			resp, body := do(t, tt.method, p.url+tt.path, nil, nil)
+			checkDenied(t, resp, body, 420, tt.policy, tt.limit)
+		})
+	}
+}
+
+// checkDenied checks the status, headers and JSON body of a denied answer.
+func checkDenied(t *testing.T, resp *http.Response, body []byte, status int, policy, limit string) {
+	t.Helper()
+	if resp.StatusCode != status {
+		t.Fatalf("status = %d, want %d; body %s", resp.StatusCode, status, body)
+	}
+	headers := map[string]string{
+		"RateLimit-Limit":     limit,
+		"RateLimit-Remaining": "0",
+		"X-RateLimit-Policy":  policy,
+		"X-RateLimit-Scope":   "user",
+	}
+	for name, want := range headers {
+		if got := resp.Header.Get(name); got != want {
+			t.Errorf("%s = %q, want %q", name, got, want)
+		}
+	}
+	for _, name := range []string{"Retry-After", "RateLimit-Reset"} {
+		var secs int
+		if _, err := fmt.Sscan(resp.Header.Get(name), &secs); err != nil || secs < 1 {
+			t.Errorf("%s = %q, want whole seconds >= 1", name, resp.Header.Get(name))
+		}
+	}
+	for _, name := range []string{"RateLimit-Policy", "RateLimit"} {
+		if resp.Header.Get(name) == "" {
+			t.Errorf("%s is missing, want the draft structured field", name)
+		}
+	}
+	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
+		t.Errorf("Content-Type = %q, want application/json", ct)
+	}
+	var got struct {
+		Message   string `json:"message"`
+		Detail    string `json:"detail"`
+		LimitInfo struct {
+			Limit      int64  `json:"limit"`
+			Remaining  int64  `json:"remaining"`
+			RetryAfter *int64 `json:"retry_after"`
+			Policy     string `json:"policy"`
+			Scope      string `json:"scope"`
+		} `json:"limit_info"`
+	}
+	if err := json.Unmarshal(body, &got); err != nil {
+		t.Fatalf("denied body %s is not JSON: %v", body, err)
+	}
+	if got.Message == "" || got.Detail == "" {
+		t.Errorf("denied body %s lacks message or detail", body)
+	}
+	if fmt.Sprint(got.LimitInfo.Limit) != limit || got.LimitInfo.Remaining != 0 ||
+		got.LimitInfo.Policy != policy || got.LimitInfo.Scope != "user" ||
+		got.LimitInfo.RetryAfter == nil || *got.LimitInfo.RetryAfter < 1 {
+		t.Errorf("limit_info = %+v, want limit %s, remaining 0, policy %q, scope user, "+
+			"retry_after >= 1", got.LimitInfo, limit, policy)
+	}
+}
+
+func TestDemoViolationLog(t *testing.T) {
+	t.Parallel()
+	p := startCalm(t, nil)
+	for range 4 {
+		do(t, "POST", p.url+"/auth/login", nil, nil)
+	}
+	waitFor(t, func() bool { return len(p.logLines("rate limit exceeded")) == 1 },
+		"one violation log line", p)
+	rec := p.logLines("rate limit exceeded")[0]
+	if rec["endpoint"] != "POST /auth/login" || rec["policy"] != "login" {
+		t.Errorf("violation line = %v, want endpoint POST /auth/login and policy login", rec)
+	}
+	if hash, _ := rec["key_hash"].(string); len(hash) != 32 {
+		t.Errorf("violation key_hash = %q, want 32 hexadecimal characters", hash)
+	}
+	if strings.Contains(p.logs.String(), "127.0.0.1\"") {
+		t.Errorf("logs contain the raw client address:\n%s", p.logs)
+	}
+	if n := len(strings.Split(strings.TrimSpace(p.logs.String()), "\n")); n != 2 {
+		t.Errorf("logs have %d lines, want 2 (start-up and violation):\n%s", n, p.logs)
+	}
+}
+
+func TestDemoNeverLimitsHealth(t *testing.T) {
+	t.Parallel()
+	p := startCalm(t, map[string]string{"RATELIMIT_DEFAULT_LIMIT": "1/hour"})
+	for _, path := range []string{"/healthz", "/readyz", "/metrics"} {
+		for i := range 5 {
+			resp, _ := do(t, "GET", p.url+path, nil, nil)
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("GET %s #%d = %d, want 200", path, i+1, resp.StatusCode)
+			}
+			if h := resp.Header.Get("RateLimit-Limit"); h != "" {
+				t.Fatalf("GET %s carries RateLimit-Limit %q, want no rate-limit headers", path, h)
+			}
+		}
+	}
+}
+
+func TestServeSettings(t *testing.T) {
+	t.Parallel()
+	t.Run("status 429", func(t *testing.T) {
+		t.Parallel()
+		p := startCalm(t, map[string]string{"RATELIMIT_STATUS_CODE": "429"})
+		for range 2 {
+			do(t, "POST", p.url+"/auth/register", nil, nil)
+		}
+		resp, body := do(t, "POST", p.url+"/auth/register", nil, nil)
+		checkDenied(t, resp, body, 429, "register", "2")
+	})
+	t.Run("disabled", func(t *testing.T) {
+		t.Parallel()
+		p := startCalm(t, map[string]string{"RATELIMIT_ENABLED": "false"})
+		for i := range 5 {
+			resp, _ := do(t, "POST", p.url+"/auth/register", nil, nil)
+			if resp.StatusCode != http.StatusCreated || resp.Header.Get("RateLimit-Limit") != "" {
+				t.Fatalf("request %d = %d with RateLimit-Limit %q, want 201 without headers",
+					i+1, resp.StatusCode, resp.Header.Get("RateLimit-Limit"))
+			}
+		}
+	})
+	t.Run("legacy headers", func(t *testing.T) {
+		t.Parallel()
+		p := startCalm(t, map[string]string{"RATELIMIT_HEADER_MODE": "legacy"})
+		resp, _ := do(t, "GET", p.url+"/api/me", nil, nil)
+		if resp.Header.Get("RateLimit-Limit") != "60" || resp.Header.Get("RateLimit-Policy") != "" {
+			t.Errorf("legacy mode headers = %v, want RateLimit-Limit 60 and no RateLimit-Policy",
+				resp.Header)
+		}
+	})
+}
+
+func TestProxyLimits(t *testing.T) {
+	t.Parallel()
+	var hits atomicCounter
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.add()
+		fmt.Fprintln(w, "upstream answer")
+	}))
+	t.Cleanup(up.Close)
+	cfg := filepath.Join(t.TempDir(), "calm.yaml")
+	policyFile := "routes:\n  - pattern: POST /orders\n    name: orders\n    limits: [1/minute]\n"
+	if err := os.WriteFile(cfg, []byte(policyFile), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := startCalm(t, nil, "--upstream", up.URL, "--config", cfg, "--default-limit", "2/minute")
+
+	for i := range 2 {
+		resp, body := do(t, "GET", p.url+fmt.Sprintf("/items/%d", i), nil, nil)
+		if resp.StatusCode != http.StatusOK || string(body) != "upstream answer\n" {
+			t.Fatalf("GET /items/%d = %d %q, want the upstream's answer", i, resp.StatusCode, body)
+		}
+	}
+	resp, body := do(t, "GET", p.url+"/items/9", nil, nil)
+	checkDenied(t, resp, body, 420, "default", "2")
+
+	resp, _ = do(t, "POST", p.url+"/orders", nil, nil)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("POST /orders = %d, want 200", resp.StatusCode)
+	}
+	resp, body = do(t, "POST", p.url+"/orders", nil, nil)
+	checkDenied(t, resp, body, 420, "orders", "1")
+	if n := hits.load(); n != 3 {
+		t.Errorf("upstream got %d requests, want 3 (denied requests must not reach it)", n)
+	}
+}
+
+// atomicCounter counts requests from server goroutines.
+type atomicCounter struct{ n atomic.Int64 }
+
+func (c *atomicCounter) add()        { c.n.Add(1) }
+func (c *atomicCounter) load() int64 { return c.n.Load() }

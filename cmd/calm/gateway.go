@@ -1,15 +1,19 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 
 	"github.com/calm-limiter/calm"
 	"github.com/calm-limiter/calm/config"
+	"github.com/calm-limiter/calm/httplimit"
+	"github.com/calm-limiter/calm/policy"
 	"github.com/calm-limiter/calm/store"
 	"github.com/calm-limiter/calm/store/memory"
 )
@@ -22,11 +26,11 @@ type gateway struct {
 	logger   *slog.Logger
 	upstream *url.URL // nil in demo mode
 
-	store       store.Store
-	storeName   string
-	limiter     *calm.Limiter
-	policyCount int
-	handler     http.Handler
+	store     store.Store
+	storeName string
+	limiter   *calm.Limiter
+	policy    policy.Config
+	handler   http.Handler
 
 	// ready is false until the server runs and again once it drains.
 	ready     atomic.Bool
@@ -85,16 +89,93 @@ func newGateway(c *cli, flags serveFlags) (*gateway, error) {
 	}
 	gw.limiter = lim
 
-	var app http.Handler
-	if gw.upstream != nil {
-		app = newProxy(gw.upstream, gw.logger)
-	} else {
-		app = newDemoMux()
-		gw.policyCount = len(demoRoutes)
+	app, mux := gw.application()
+	gw.policy = gw.choosePolicy()
+	if err := gw.policy.Validate(); err != nil {
+		gw.close()
+		return nil, policyError(gw.file, err)
 	}
-	gw.handler = gw.routes(app)
+	limited := app
+	if s.Enabled {
+		hl, err := httplimit.New(gw.httplimitConfig(mux))
+		if err != nil {
+			gw.close()
+			return nil, err
+		}
+		limited = hl.Middleware(app)
+	}
+	gw.handler = gw.routes(limited)
 	gw.ready.Store(true)
 	return gw, nil
+}
+
+// application returns the handler behind the limiter: the proxy, or the
+// demo API with its router.
+func (gw *gateway) application() (http.Handler, *http.ServeMux) {
+	if gw.upstream != nil {
+		return newProxy(gw.upstream, gw.logger), nil
+	}
+	mux := newDemoMux()
+	return mux, mux
+}
+
+// choosePolicy returns the config file's policy, or else the demo API's in
+// demo mode and the default limits alone in proxy mode. The default limits
+// always come from the settings, where flags, file and environment meet.
+func (gw *gateway) choosePolicy() policy.Config {
+	var pc policy.Config
+	switch {
+	case gw.file != nil && gw.file.HasPolicy:
+		pc = gw.file.Policy
+	case gw.upstream == nil:
+		pc = demoPolicy()
+	}
+	pc.DefaultLimits = ruleStrings(gw.settings.DefaultLimit)
+	return pc
+}
+
+// policyError prefixes every line of a policy's validation error with the
+// config file's path, so each line names where to fix it.
+func policyError(file *config.File, err error) error {
+	source := "built-in demo policy"
+	if file != nil && file.HasPolicy {
+		source = file.Path
+	}
+	lines := strings.Split(err.Error(), "\n")
+	for i, line := range lines {
+		lines[i] = source + ": " + line
+	}
+	return errors.New(strings.Join(lines, "\n"))
+}
+
+// ruleStrings formats rules as a policy's limits.
+func ruleStrings(rules []calm.Rule) []string {
+	out := make([]string, len(rules))
+	for i, r := range rules {
+		out[i] = r.String()
+	}
+	return out
+}
+
+// httplimitConfig maps the settings onto the middleware's configuration.
+func (gw *gateway) httplimitConfig(mux *http.ServeMux) httplimit.Config {
+	s := gw.settings
+	headers, err := httplimit.ParseHeaderMode(s.HeaderMode)
+	if err != nil || !s.IncludeHeaders {
+		headers = httplimit.HeadersNone
+	}
+	return httplimit.Config{
+		Limiter:         gw.limiter,
+		Policy:          gw.policy,
+		Mux:             mux,
+		StatusCode:      s.StatusCode,
+		Message:         s.Message,
+		Detail:          s.Detail,
+		Headers:         headers,
+		FailClosed:      !s.FailOpen,
+		Logger:          gw.logger,
+		QuietViolations: !s.LogViolations,
+	}
 }
 
 // openStore opens the memory store.
@@ -125,8 +206,6 @@ func (gw *gateway) routes(app http.Handler) http.Handler {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
 	mux.HandleFunc("GET /metrics", gw.serveMetrics)
-	// NOTE: requests are not limited until the httplimit middleware is
-	// wired in here.
 	mux.Handle("/", app)
 	return mux
 }

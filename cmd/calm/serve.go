@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/calm-limiter/calm/config"
+	"github.com/calm-limiter/calm/policy"
 )
 
 func init() {
@@ -177,7 +178,7 @@ func (gw *gateway) logStart(addr net.Addr) {
 		"algorithm", gw.settings.Algorithm.String(),
 		"store", gw.storeName,
 		"default_limit", strings.Join(rules, ","),
-		"policies", gw.policyCount,
+		"routes", routeCount(gw.policy),
 		"status_code", gw.settings.StatusCode,
 		"header_mode", gw.settings.HeaderMode,
 		"environment", gw.settings.Environment,
@@ -186,4 +187,13 @@ func (gw *gateway) logStart(addr net.Addr) {
 		attrs = append(attrs, "upstream", target)
 	}
 	gw.logger.Info("calm started", attrs...)
+}
+
+// routeCount returns the number of routes a policy names.
+func routeCount(pc policy.Config) int {
+	n := len(pc.Routes)
+	for _, g := range pc.Groups {
+		n += len(g.Routes)
+	}
+	return n
 }

@@ -1,0 +1,147 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/calm-limiter/calm/config"
+)
+
+const exampleConfig = "../../examples/calm.yaml"
+
+// noEnv is an empty environment.
+func noEnv(string) (string, bool) { return "", false }
+
+// runInProcess runs calm's command line in this process.
+func runInProcess(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	code := run(context.Background(), args, &stdout, &stderr, noEnv)
+	return code, stdout.String(), stderr.String()
+}
+
+func TestExampleConfigIsDemoPolicy(t *testing.T) {
+	t.Parallel()
+	f, err := config.ReadFile(exampleConfig)
+	if err != nil {
+		t.Fatalf("ReadFile: %v", err)
+	}
+	if !reflect.DeepEqual(f.Policy, demoPolicy()) {
+		t.Errorf("%s policy differs from demoPolicy():\n got %+v\nwant %+v",
+			exampleConfig, f.Policy, demoPolicy())
+	}
+	if got := f.Settings["default_limit"]; got != "100/minute,1000/hour" {
+		t.Errorf("%s default limits = %q, want 100/minute,1000/hour", exampleConfig, got)
+	}
+	for pattern := range demoHandlers {
+		if !strings.Contains(demoPolicyPatterns(), pattern+"\n") {
+			t.Errorf("demo route %q has no entry in demoPolicy()", pattern)
+		}
+	}
+}
+
+// demoPolicyPatterns lists the demo policy's route patterns, one a line.
+func demoPolicyPatterns() string {
+	var b strings.Builder
+	pc := demoPolicy()
+	for _, g := range pc.Groups {
+		for _, r := range g.Routes {
+			b.WriteString(r.Pattern + "\n")
+		}
+	}
+	for _, r := range pc.Routes {
+		b.WriteString(r.Pattern + "\n")
+	}
+	return b.String()
+}
+
+func TestCheckConfigExample(t *testing.T) {
+	t.Parallel()
+	code, stdout, stderr := runInProcess(t, "check-config", exampleConfig)
+	if code != 0 {
+		t.Fatalf("check-config exit status = %d, want 0; stderr: %s", code, stderr)
+	}
+	for _, want := range []string{
+		exampleConfig + ": valid",
+		"RATELIMIT_STATUS_CODE              config file  420",
+		"RATELIMIT_KEY_PREFIX               default      ratelimit",
+		"POST /auth/login     3/minute, 10/hour      policy login",
+		"GET /api/test          100/minute, 1000/hour  policy default",
+		"Never limited: /healthz, /readyz, /metrics",
+	} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("check-config output lacks %q:\n%s", want, stdout)
+		}
+	}
+}
+
+func TestCheckConfigErrors(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	write := func(name, text string) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	badRule := write("rule.yaml", "routes:\n  - pattern: GET /x\n    limits: [10/fortnight]\n")
+	badKey := write("key.yaml", "settings:\n  algoritm: gcra\n")
+	badYAML := write("yaml.yaml", "routes: [\n")
+	tests := []struct {
+		name string
+		args []string
+		code int
+		want string // prefix of stderr
+	}{
+		{"no file", []string{"check-config"}, 2, "calm check-config: want exactly one FILE"},
+		{"bad rule", []string{"check-config", badRule}, 1,
+			"calm check-config: " + badRule + `: routes[0].limits: invalid rule "10/fortnight"`},
+		{"unknown setting", []string{"check-config", badKey}, 1,
+			"calm check-config: " + badKey + `: settings.algoritm="gcra": invalid: unknown setting`},
+		{"bad yaml", []string{"check-config", badYAML}, 1,
+			"calm check-config: config file " + badYAML + ": invalid YAML"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			code, _, stderr := runInProcess(t, tt.args...)
+			if code != tt.code {
+				t.Errorf("exit status = %d, want %d", code, tt.code)
+			}
+			if !strings.HasPrefix(stderr, tt.want) {
+				t.Errorf("stderr = %q, want prefix %q", stderr, tt.want)
+			}
+		})
+	}
+}
+
+func TestRunUsage(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		args []string
+		code int
+	}{
+		{"no command", nil, 2},
+		{"help", []string{"help"}, 0},
+		{"help serve", []string{"help", "serve"}, 0},
+		{"serve bad flag", []string{"serve", "--no-such-flag"}, 2},
+		{"serve extra argument", []string{"serve", "extra"}, 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			code, stdout, stderr := runInProcess(t, tt.args...)
+			if code != tt.code {
+				t.Errorf("run(%q) = %d, want %d\nstdout: %s\nstderr: %s",
+					tt.args, code, tt.code, stdout, stderr)
+			}
+		})
+	}
+}
