@@ -108,9 +108,9 @@ func renderDraft(res calm.Result, retry int64) (policies, states string) {
 		}
 		writeSFString(&p, names[i])
 		p.WriteString(";q=")
-		p.WriteString(strconv.FormatInt(max(q.Rule.Requests, 0), 10))
+		p.WriteString(sfInteger(q.Rule.Requests))
 		p.WriteString(";w=")
-		p.WriteString(strconv.FormatInt(max(ceilSeconds(q.Rule.Window), 1), 10))
+		p.WriteString(sfInteger(max(ceilSeconds(q.Rule.Window), 1)))
 
 		reset := ceilSeconds(q.ResetAfter)
 		if q.Remaining <= 0 || deciding(res, q) {
@@ -118,11 +118,20 @@ func renderDraft(res calm.Result, retry int64) (policies, states string) {
 		}
 		writeSFString(&s, names[i])
 		s.WriteString(";r=")
-		s.WriteString(strconv.FormatInt(max(q.Remaining, 0), 10))
+		s.WriteString(sfInteger(q.Remaining))
 		s.WriteString(";t=")
-		s.WriteString(strconv.FormatInt(reset, 10))
+		s.WriteString(sfInteger(reset))
 	}
 	return p.String(), s.String()
+}
+
+// maxSFInteger is the largest Integer RFC 9651 allows: 15 digits.
+const maxSFInteger = 999_999_999_999_999
+
+// sfInteger formats n as a non-negative RFC 9651 Integer, clamped to the
+// range the format allows.
+func sfInteger(n int64) string {
+	return strconv.FormatInt(min(max(n, 0), maxSFInteger), 10)
 }
 
 // deciding reports whether q is the rule that decided res.

@@ -112,7 +112,7 @@ func (b *builder) ruleSet(
 	}
 	rules, err := ParseLimits(entries)
 	if err != nil {
-		b.fail(setting, fmt.Errorf("%w (write rules such as 100/minute)", err))
+		b.fail(setting, err)
 	}
 	s := &ruleSet{policy: name, rules: rules, burst: burst}
 	if s.scope, err = ParseScope(scope); err != nil {
@@ -276,7 +276,7 @@ func register(mux *http.ServeMux, pattern string) (err error) {
 	defer func() {
 		if v := recover(); v != nil {
 			msg := registrationSite.ReplaceAllString(fmt.Sprint(v), "")
-			msg = strings.Join(strings.Fields(strings.TrimPrefix(msg, "http: ")), " ")
+			msg = strings.ReplaceAll(strings.TrimPrefix(msg, "http: "), "\n", " ")
 			err = fmt.Errorf("pattern %q is not usable: %s", pattern, msg)
 		}
 	}()
