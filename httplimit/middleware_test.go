@@ -1,6 +1,7 @@
 package httplimit
 
 import (
+	"bufio"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -272,4 +273,24 @@ func TestNewInvalidConfig(t *testing.T) {
 			}
 		})
 	}
+}
+
+func FuzzAppPattern(f *testing.F) {
+	f.Add("GET", "/users/1")
+	f.Add("CONNECT", "/auth")
+	f.Add("GET", "/auth")
+	f.Add("GET", "/users/1/../../auth/x")
+	mux := newAppMux()
+	registered := map[string]bool{"GET /users/{id}": true, "GET /items/{id}": true, "/auth/": true, "/": true}
+	fx := newFixture(f, Config{Mux: mux})
+	f.Fuzz(func(t *testing.T, method, target string) {
+		raw := method + " " + target + " HTTP/1.1\r\nHost: h\r\n\r\n"
+		r, err := http.ReadRequest(bufio.NewReader(strings.NewReader(raw)))
+		if err != nil {
+			return
+		}
+		if got := fx.lim.appPattern(r); got != "" && !registered[got] {
+			t.Fatalf("appPattern(%s %q) = %q, not a registered pattern", method, target, got)
+		}
+	})
 }
