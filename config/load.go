@@ -87,7 +87,7 @@ func Env() func(string) (string, bool) { return os.LookupEnv }
 
 // Load applies defaults, environment, file and flags, in that order, to
 // every Var, and returns what each ended up with. It stops at the first
-// invalid value. A file setting that no Var knows is an error too.
+// invalid value. A file setting that no Var reads is an error too.
 func Load(vars []Var, src Sources) ([]Value, error) {
 	if err := checkFileKeys(vars, src.File); err != nil {
 		return nil, err

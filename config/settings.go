@@ -44,9 +44,9 @@ type Settings struct {
 	HeaderMode string
 	// LogViolations logs one line per denied request.
 	LogViolations bool
-	// StatusCode is the status of a denied answer: 420 or 429.
+	// StatusCode is the status of a denied response: 420 or 429.
 	StatusCode int
-	// Message and Detail fill the JSON body of a denied answer.
+	// Message and Detail fill the JSON body of a denied response.
 	Message string
 	Detail  string
 	// MemoryMaxKeys bounds the keys the memory store keeps.
@@ -93,12 +93,12 @@ func (s *Settings) Vars() []Var {
 			Usage: "First part of every store key, such as development, staging or production."},
 		{Env: "RATELIMIT_STATUS_CODE", Key: "status_code", Default: "420",
 			Parse: statusCode(&s.StatusCode),
-			Usage: "Status of a denied answer: 420 (Enhance Your Calm) or 429 (Too Many Requests)."},
+			Usage: "Status of a denied response: 420 (Enhance Your Calm) or 429 (Too Many Requests)."},
 		{Env: "RATELIMIT_HTTP_420_MESSAGE", Key: "http_420_message", Default: "Enhance Your Calm",
-			Parse: Text(&s.Message, 256), Usage: "The message field of a denied answer's JSON body."},
+			Parse: Text(&s.Message, 256), Usage: "The message field of a denied response's JSON body."},
 		{Env: "RATELIMIT_HTTP_420_DETAIL", Key: "http_420_detail",
 			Default: "Too many requests: retry after the number of seconds in Retry-After.",
-			Parse:   Text(&s.Detail, 1024), Usage: "The detail field of a denied answer's JSON body."},
+			Parse:   Text(&s.Detail, 1024), Usage: "The detail field of a denied response's JSON body."},
 		{Env: "RATELIMIT_MEMORY_MAX_KEYS", Key: "memory_max_keys", Default: "1000000",
 			Parse: Int(&s.MemoryMaxKeys, 1, math.MaxInt32),
 			Usage: "Maximum number of keys in the memory store; the least recently used go first."},
@@ -113,7 +113,7 @@ func (s *Settings) Vars() []Var {
 	}
 }
 
-// statusCode accepts the two statuses a denied answer may carry.
+// statusCode accepts the two statuses a denied response may carry.
 func statusCode(dst *int) func(string) error {
 	return func(v string) error {
 		var code int

@@ -38,7 +38,7 @@ type Var struct {
 	// Secret hides the value in errors and in printed configuration.
 	Secret bool
 	// Parse validates value and stores it. Its error text follows
-	// "invalid: " in the message, so it says what is expected, such as
+	// "invalid: " in the message, so it states what is expected, such as
 	// "want 420 or 429".
 	Parse func(value string) error
 }

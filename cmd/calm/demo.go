@@ -10,8 +10,8 @@ import (
 	"github.com/calm-limiter/calm/policy"
 )
 
-// demoHandlers is the demo API that `calm serve` answers without
-// --upstream, by ServeMux pattern.
+// demoHandlers is the demo API that `calm serve` serves without
+// --upstream, keyed by ServeMux pattern.
 var demoHandlers = map[string]http.HandlerFunc{
 	"POST /auth/login":     demoLogin,
 	"POST /auth/register":  demoRegister,
@@ -171,7 +171,7 @@ func demoExport(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"format": "json", "products": demoCatalog})
 }
 
-// writeJSON writes v as the JSON body of an answer with the given status.
+// writeJSON writes v as the JSON body of a response with the given status.
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Content-Type-Options", "nosniff")

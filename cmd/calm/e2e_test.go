@@ -190,7 +190,7 @@ var client = &http.Client{
 	Timeout:   20 * time.Second,
 }
 
-// do sends a request and returns the answer with its body read.
+// do sends a request and returns the response with its body read.
 func do(t *testing.T, method, url string, body io.Reader, header http.Header) (*http.Response, []byte) {
 	t.Helper()
 	req, err := http.NewRequest(method, url, body)
@@ -207,7 +207,7 @@ func do(t *testing.T, method, url string, body io.Reader, header http.Header) (*
 	defer resp.Body.Close()
 	data, err := io.ReadAll(resp.Body)
 	if err != nil {
-		t.Fatalf("reading the answer of %s %s: %v", method, url, err)
+		t.Fatalf("reading the response of %s %s: %v", method, url, err)
 	}
 	return resp, data
 }
@@ -440,7 +440,7 @@ func TestProxyStreams(t *testing.T) {
 	}
 	defer resp.Body.Close()
 	r := bufio.NewReader(resp.Body)
-	// The first line must arrive while the upstream still holds the answer
+	// The first line must arrive while the upstream still holds the response
 	// open; a buffering proxy would block here until the client timeout.
 	first, err := r.ReadString('\n')
 	close(release)
@@ -476,7 +476,7 @@ func TestProxyDeadUpstream(t *testing.T) {
 }
 
 // waitFor polls cond for up to 10 seconds; log lines reach the test through
-// a pipe, so they may trail the HTTP answer.
+// a pipe, so they may trail the HTTP response.
 func waitFor(t *testing.T, cond func() bool, what string, p *process) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
@@ -523,7 +523,7 @@ func TestDemoLimits(t *testing.T) {
 	}
 }
 
-// checkDenied checks the status, headers and JSON body of a denied answer.
+// checkDenied checks the status, headers and JSON body of a denied response.
 func checkDenied(t *testing.T, resp *http.Response, body []byte, status int, policy, limit string) {
 	t.Helper()
 	if resp.StatusCode != status {
@@ -669,7 +669,7 @@ func TestProxyLimits(t *testing.T) {
 	for i := range 2 {
 		resp, body := do(t, "GET", p.url+fmt.Sprintf("/items/%d", i), nil, nil)
 		if resp.StatusCode != http.StatusOK || string(body) != "upstream answer\n" {
-			t.Fatalf("GET /items/%d = %d %q, want the upstream's answer", i, resp.StatusCode, body)
+			t.Fatalf("GET /items/%d = %d %q, want the upstream's response", i, resp.StatusCode, body)
 		}
 	}
 	resp, body := do(t, "GET", p.url+"/items/9", nil, nil)

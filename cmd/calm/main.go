@@ -17,7 +17,6 @@ import (
 	"os"
 	"os/signal"
 	"slices"
-	"strings"
 	"syscall"
 )
 
@@ -42,7 +41,8 @@ func register(c command) {
 	commands[c.name] = c
 }
 
-// cli is what a subcommand receives from the process.
+// cli is the part of the process a subcommand uses: arguments, output
+// streams and environment.
 type cli struct {
 	args   []string // arguments after the subcommand name
 	stdout io.Writer
@@ -152,9 +152,4 @@ func flagsSet(fs *flag.FlagSet) map[string]bool {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	return set
-}
-
-// oneLine collapses an error message onto one line for start-up failures.
-func oneLine(err error) string {
-	return strings.Join(strings.Fields(err.Error()), " ")
 }

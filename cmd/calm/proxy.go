@@ -28,8 +28,8 @@ func parseUpstream(raw string) (*url.URL, error) {
 
 // newProxy returns a reverse proxy to upstream. It streams bodies in both
 // directions, drops hop-by-hop headers (httputil.ReverseProxy does), sends
-// the client address in X-Forwarded-For and answers 502 when the upstream
-// fails.
+// the client address in X-Forwarded-For and responds with 502 when the
+// upstream fails.
 func newProxy(upstream *url.URL, logger *slog.Logger) *httputil.ReverseProxy {
 	errs := &errorLog{logger: logger, every: time.Second}
 	return &httputil.ReverseProxy{
@@ -41,13 +41,13 @@ func newProxy(upstream *url.URL, logger *slog.Logger) *httputil.ReverseProxy {
 			pr.SetXForwarded()
 		},
 		Transport: newUpstreamTransport(),
-		// Flush after every write so streamed answers (server-sent events,
+		// Flush after every write so streamed responses (server-sent events,
 		// long downloads) reach the client as they arrive.
 		FlushInterval: -1,
 		ErrorLog:      slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
-				// The client went away; there is nobody to answer.
+				// The client went away, so no one reads a response.
 				return
 			}
 			errs.log(r, err)

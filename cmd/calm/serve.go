@@ -39,8 +39,8 @@ const (
 	readHeaderTimeout = 10 * time.Second
 	idleTimeout       = 2 * time.Minute
 	maxHeaderBytes    = 64 << 10
-	// demoTimeout bounds reading a request and writing an answer of the
-	// demo API, whose answers are small.
+	// demoTimeout bounds reading a request and writing a response of the
+	// demo API, whose responses are small.
 	demoTimeout = 30 * time.Second
 )
 
