@@ -31,11 +31,7 @@ func runCheckConfig(ctx context.Context, c *cli) error {
 		return errUsage
 	}
 	path := fs.Arg(0)
-	file, err := config.ReadFile(path)
-	if err != nil {
-		return err
-	}
-	settings, values, err := config.LoadSettings(config.Sources{Lookup: c.lookupEnv, File: file})
+	settings, values, file, err := loadSettings(c, path, nil, newExtensions())
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -21,16 +22,16 @@ import (
 // gateway is a configured `calm serve`: settings, store, limiter and the
 // HTTP handler that puts them in front of the demo API or the upstream.
 type gateway struct {
+	hooks
 	settings config.Settings
 	file     *config.File // nil without --config
 	logger   *slog.Logger
 	upstream *url.URL // nil in demo mode
 
-	store     store.Store
-	storeName string
-	limiter   *calm.Limiter
-	policy    policy.Config
-	handler   http.Handler
+	store   store.Store
+	limiter *calm.Limiter
+	policy  policy.Config
+	handler http.Handler
 
 	// ready is false until the server runs and again once it drains.
 	ready     atomic.Bool
@@ -38,32 +39,34 @@ type gateway struct {
 	closeErr  error
 }
 
-// loadSettings reads the config file named by the flags, if any, and loads
-// the settings from defaults, environment, file and flags.
-func loadSettings(c *cli, flags serveFlags) (config.Settings, *config.File, error) {
+// loadSettings reads the config file named by path, if any, and loads the
+// shared settings and those of exts from defaults, environment, file and
+// flags.
+func loadSettings(c *cli, path string, flags map[string]config.Flag, exts []*extension) (
+	config.Settings, []config.Value, *config.File, error) {
 	var file *config.File
-	if flags.configPath != "" {
-		f, err := config.ReadFile(flags.configPath)
+	if path != "" {
+		f, err := config.ReadFile(path)
 		if err != nil {
-			return config.Settings{}, nil, err
+			return config.Settings{}, nil, nil, err
 		}
 		file = f
 	}
-	s, _, err := config.LoadSettings(config.Sources{
+	s, values, err := config.LoadSettings(config.Sources{
 		Lookup: c.lookupEnv,
 		File:   file,
-		Flags:  flags.settings,
-	})
+		Flags:  flags,
+	}, extensionVars(exts)...)
 	if err != nil {
-		return config.Settings{}, nil, err
+		return config.Settings{}, nil, nil, err
 	}
-	return s, file, nil
+	return s, values, file, nil
 }
 
 // newGateway builds everything `calm serve` runs, or returns the first
 // configuration error.
-func newGateway(c *cli, flags serveFlags) (*gateway, error) {
-	s, file, err := loadSettings(c, flags)
+func newGateway(ctx context.Context, c *cli, flags serveFlags) (*gateway, error) {
+	s, _, file, err := loadSettings(c, flags.configPath, flags.settings, flags.extensions)
 	if err != nil {
 		return nil, err
 	}
@@ -73,47 +76,67 @@ func newGateway(c *cli, flags serveFlags) (*gateway, error) {
 		logger:   newLogger(c.stderr, s),
 		upstream: flags.upstream,
 	}
-	if err := gw.openStore(); err != nil {
+	if err := gw.build(ctx, flags.extensions); err != nil {
+		gw.close()
 		return nil, err
+	}
+	gw.ready.Store(true)
+	return gw, nil
+}
+
+// build runs the extensions' setup, opens the store and assembles the
+// handler.
+func (gw *gateway) build(ctx context.Context, exts []*extension) error {
+	for _, e := range exts {
+		if e.setup == nil {
+			continue
+		}
+		if err := e.setup(ctx, gw); err != nil {
+			return err
+		}
+	}
+	if gw.store == nil {
+		if err := gw.openMemoryStore(); err != nil {
+			return err
+		}
 	}
 	lim, err := calm.New(calm.Config{
 		Store:       gw.store,
-		Algorithm:   s.Algorithm,
-		Environment: s.Environment,
-		KeyPrefix:   s.KeyPrefix,
-		KeyVersion:  s.KeyVersion,
+		Algorithm:   gw.settings.Algorithm,
+		Environment: gw.settings.Environment,
+		KeyPrefix:   gw.settings.KeyPrefix,
+		KeyVersion:  gw.settings.KeyVersion,
 	})
 	if err != nil {
-		gw.close()
-		return nil, fmt.Errorf("creating the limiter: %w", err)
+		return fmt.Errorf("creating the limiter: %w", err)
 	}
 	gw.limiter = lim
 
 	app, mux := gw.application()
 	gw.policy = gw.choosePolicy()
 	if err := gw.policy.Validate(); err != nil {
-		gw.close()
-		return nil, policyError(gw.file, err)
+		return policyError(gw.file, err)
 	}
 	limited := app
-	if s.Enabled {
+	if gw.settings.Enabled {
 		hl, err := httplimit.New(gw.httplimitConfig(mux))
 		if err != nil {
-			gw.close()
-			return nil, err
+			return err
 		}
 		limited = hl.Middleware(app)
 	}
+	for i := len(gw.middleware) - 1; i >= 0; i-- {
+		limited = gw.middleware[i](limited)
+	}
 	gw.handler = gw.routes(limited)
-	gw.ready.Store(true)
-	return gw, nil
+	return nil
 }
 
 // application returns the handler behind the limiter: the proxy, or the
 // demo API with its router.
 func (gw *gateway) application() (http.Handler, *http.ServeMux) {
 	if gw.upstream != nil {
-		return newProxy(gw.upstream, gw.logger), nil
+		return newProxy(gw.upstream, gw.logger, gw.trustForwarded), nil
 	}
 	mux := newDemoMux()
 	return mux, mux
@@ -164,7 +187,7 @@ func (gw *gateway) httplimitConfig(mux *http.ServeMux) httplimit.Config {
 	if err != nil || !s.IncludeHeaders {
 		headers = httplimit.HeadersNone
 	}
-	return httplimit.Config{
+	cfg := httplimit.Config{
 		Limiter:         gw.limiter,
 		Policy:          gw.policy,
 		Mux:             mux,
@@ -175,11 +198,17 @@ func (gw *gateway) httplimitConfig(mux *http.ServeMux) httplimit.Config {
 		FailClosed:      !s.FailOpen,
 		Logger:          gw.logger,
 		QuietViolations: !s.LogViolations,
+		KeyFunc:         gw.keyFunc,
 	}
+	for _, configure := range gw.configure {
+		configure(&cfg)
+	}
+	return cfg
 }
 
-// openStore opens the memory store.
-func (gw *gateway) openStore() error {
+// openMemoryStore opens the memory store, used when no extension opened
+// another.
+func (gw *gateway) openMemoryStore() error {
 	cfg := memory.Config{
 		MaxKeys:         gw.settings.MemoryMaxKeys,
 		CleanupInterval: gw.settings.MemoryCleanupInterval,
@@ -227,18 +256,18 @@ func (gw *gateway) serveMetrics(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// close closes the store once.
+// close runs the extensions' closers, last added first, and then closes
+// the store, once. It returns the first error.
 func (gw *gateway) close() error {
 	gw.closeOnce.Do(func() {
-		if gw.store != nil {
-			gw.closeErr = gw.store.Close()
+		var errs []error
+		for i := len(gw.closers) - 1; i >= 0; i-- {
+			errs = append(errs, gw.closers[i]())
 		}
+		if gw.store != nil {
+			errs = append(errs, gw.store.Close())
+		}
+		gw.closeErr = errors.Join(errs...)
 	})
 	return gw.closeErr
-}
-
-// allVars returns every setting the gateway reads, in documentation order.
-func allVars() []config.Var {
-	var s config.Settings
-	return s.Vars()
 }

@@ -30,14 +30,21 @@ func parseUpstream(raw string) (*url.URL, error) {
 // directions, drops hop-by-hop headers (httputil.ReverseProxy does), sends
 // the client address in X-Forwarded-For and responds with 502 when the
 // upstream fails.
-func newProxy(upstream *url.URL, logger *slog.Logger) *httputil.ReverseProxy {
+//
+// The upstream receives the X-Forwarded-For chain of the request only when
+// trustForwarded (which may be nil) reports that the request's peer is a
+// trusted proxy; otherwise a client could put any address in front of its
+// own.
+func newProxy(upstream *url.URL, logger *slog.Logger,
+	trustForwarded func(*http.Request) bool) *httputil.ReverseProxy {
 	errs := &errorLog{logger: logger, every: time.Second}
 	return &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(upstream)
-			// NOTE: an X-Forwarded-For chain from the client is dropped, so
-			// the upstream sees only the address calm saw. Trusted proxies
-			// in front of calm are not configurable here yet.
+			if trustForwarded != nil && trustForwarded(pr.In) {
+				// SetXForwarded appends the peer to the chain in Out.
+				pr.Out.Header["X-Forwarded-For"] = pr.In.Header["X-Forwarded-For"]
+			}
 			pr.SetXForwarded()
 		},
 		Transport: newUpstreamTransport(),

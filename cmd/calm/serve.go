@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -31,6 +32,8 @@ type serveFlags struct {
 	shutdownTimeout time.Duration
 	// settings maps config.Var keys to the flags that set them.
 	settings map[string]config.Flag
+	// extensions are this run's extensions, whose flags are parsed.
+	extensions []*extension
 }
 
 // Server timeouts. Headers must arrive quickly; bodies may stream for as
@@ -57,6 +60,12 @@ func parseServeFlags(c *cli) (serveFlags, error) {
 		"(overrides RATELIMIT_LOG_FORMAT; default text)")
 	shutdown := fs.Duration("shutdown-timeout", 15*time.Second,
 		"how long to let open requests finish after SIGINT or SIGTERM")
+	exts := newExtensions()
+	for _, e := range exts {
+		if e.flags != nil {
+			e.flags(fs)
+		}
+	}
 	if err := parseFlags(fs, c); err != nil {
 		return serveFlags{}, err
 	}
@@ -71,6 +80,7 @@ func parseServeFlags(c *cli) (serveFlags, error) {
 		configPath:      *configPath,
 		shutdownTimeout: *shutdown,
 		settings:        map[string]config.Flag{},
+		extensions:      exts,
 	}
 	set := flagsSet(fs)
 	if set["default-limit"] {
@@ -98,7 +108,7 @@ func runServe(ctx context.Context, c *cli) error {
 	if err != nil {
 		return err
 	}
-	gw, err := newGateway(c, flags)
+	gw, err := newGateway(ctx, c, flags)
 	if err != nil {
 		return err
 	}
@@ -107,6 +117,9 @@ func runServe(ctx context.Context, c *cli) error {
 	ln, err := net.Listen("tcp", flags.addr)
 	if err != nil {
 		return fmt.Errorf("--addr=%q: listening failed: %w", flags.addr, err)
+	}
+	if gw.tlsConfig != nil {
+		ln = tls.NewListener(ln, gw.tlsConfig)
 	}
 	srv := gw.server()
 	gw.logStart(ln.Addr())
@@ -177,6 +190,7 @@ func (gw *gateway) logStart(addr net.Addr) {
 		"enabled", gw.settings.Enabled,
 		"algorithm", gw.settings.Algorithm.String(),
 		"store", gw.storeName,
+		"tls", gw.tlsConfig != nil,
 		"default_limit", strings.Join(rules, ","),
 		"routes", routeCount(gw.policy),
 		"status_code", gw.settings.StatusCode,
@@ -186,6 +200,7 @@ func (gw *gateway) logStart(addr net.Addr) {
 	if target != "" {
 		attrs = append(attrs, "upstream", target)
 	}
+	attrs = append(attrs, gw.startAttrs...)
 	gw.logger.Info("calm started", attrs...)
 }
 
