@@ -14,9 +14,18 @@ import (
 // Middleware limits every request by the policy before it reaches next.
 // Excluded requests pass untouched. Wrap the application's router with it
 // and pass the same router as Config.Mux, so that keys use route patterns.
+//
+// When Config.Mux routes a request straight to a handler made by Limit or
+// Route.Wrap of the same Limiter, the middleware leaves the request to that
+// handler: limits declared next to a handler replace the policy's.
 func (l *Limiter) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		l.serve(w, r, next, l.match(r))
+		h, pattern := l.resolve(r)
+		if rh, ok := h.(*routeHandler); ok && rh.route.l == l {
+			next.ServeHTTP(w, r)
+			return
+		}
+		l.serve(w, r, next, l.policy.Match(r, pattern))
 	})
 }
 
@@ -35,18 +44,31 @@ func (l *Limiter) Check(r *http.Request) (calm.Result, error) {
 
 // match returns the policy match of r.
 func (l *Limiter) match(r *http.Request) policy.Match {
-	return l.policy.Match(r, l.appPattern(r))
+	_, pattern := l.resolve(r)
+	return l.policy.Match(r, pattern)
 }
 
-// appPattern returns the application's route pattern for r, or "" when
-// there is none or when the bound on endpoints is reached.
-func (l *Limiter) appPattern(r *http.Request) string {
+// resolve returns the application's handler and route pattern for r. The
+// pattern is "" when there is none or when the bound on endpoints is
+// reached; the handler is nil without Config.Mux.
+func (l *Limiter) resolve(r *http.Request) (http.Handler, string) {
+	var h http.Handler
 	pattern := r.Pattern
-	if pattern == "" && l.mux != nil && r.URL != nil && r.Method != http.MethodConnect {
+	if l.mux != nil && r.URL != nil && r.Method != http.MethodConnect {
 		// ServeMux returns redirect targets built from the request path
 		// for CONNECT requests, so those are never asked.
-		_, pattern = l.mux.Handler(r)
+		var muxPattern string
+		h, muxPattern = l.mux.Handler(r)
+		if pattern == "" {
+			pattern = muxPattern
+		}
 	}
+	return h, l.boundPattern(pattern)
+}
+
+// boundPattern returns pattern while the number of distinct patterns stays
+// within Config.MaxEndpoints, and "" beyond.
+func (l *Limiter) boundPattern(pattern string) string {
 	if pattern == "" {
 		return ""
 	}

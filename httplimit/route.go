@@ -97,9 +97,17 @@ func (l *Limiter) Limit(limits string, next http.Handler, opts ...RouteOption) h
 // Wrap returns a handler that checks rt before calling next, and answers
 // denied requests as the middleware does.
 func (rt *Route) Wrap(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		rt.l.serve(w, r, next, rt.match(r))
-	})
+	return &routeHandler{route: rt, next: next}
+}
+
+// routeHandler is the handler Wrap returns; Middleware recognizes it.
+type routeHandler struct {
+	route *Route
+	next  http.Handler
+}
+
+func (h *routeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h.route.l.serve(w, r, h.next, h.route.match(r))
 }
 
 // Check applies rt to r and returns the result without answering, as

@@ -249,3 +249,44 @@ func TestGroupBudgetCost(t *testing.T) {
 			w.Header().Get("RateLimit-Policy"), len(items), err)
 	}
 }
+
+func TestRouteReplacesPolicyUnderMiddleware(t *testing.T) {
+	t.Parallel()
+	mux := http.NewServeMux()
+	f := newFixture(t, Config{Mux: mux, Policy: policy.Config{DefaultLimits: []string{"1/minute"}}})
+	mux.Handle("POST /auth/login", f.lim.Limit("3/minute", okHandler, Name("login")))
+	h := f.lim.Middleware(mux)
+	for i := range 3 {
+		w := do(h, "POST", "/auth/login", client1)
+		if w.Code != http.StatusOK || w.Header().Get("RateLimit-Limit") != "3" {
+			t.Fatalf("login %d: status %d limit %q, want 200 under the declared 3/minute only",
+				i+1, w.Code, w.Header().Get("RateLimit-Limit"))
+		}
+	}
+	if w := do(h, "POST", "/auth/login", client1); w.Code != StatusEnhanceYourCalm {
+		t.Errorf("login 4: status %d, want 420", w.Code)
+	}
+}
+
+func TestRouteStacksWithoutMuxWithoutSharingKeys(t *testing.T) {
+	t.Parallel()
+	mux := http.NewServeMux()
+	f := newFixture(t, Config{Policy: policy.Config{
+		Routes: []policy.Route{{Pattern: "POST /auth/login", Limits: []string{"5/minute"}}},
+	}})
+	mux.Handle("POST /auth/login", f.lim.Limit("3/minute", okHandler))
+	h := f.lim.Middleware(mux)
+	for i := range 3 {
+		if w := do(h, "POST", "/auth/login", client1); w.Code != http.StatusOK {
+			t.Fatalf("login %d: status %d, want 200", i+1, w.Code)
+		}
+	}
+	if w := do(h, "POST", "/auth/login", client1); w.Code != StatusEnhanceYourCalm {
+		t.Fatalf("login 4: status %d, want 420 from the declared 3/minute", w.Code)
+	}
+	// The policy's 5/minute counted 4 requests on its own key: one left.
+	res, err := f.lim.Check(httptest.NewRequest("POST", "/auth/login", nil))
+	if err != nil || !res.Allowed || res.Remaining != 0 {
+		t.Errorf("policy check = %+v, %v; want allowed with 0 remaining after 5 requests", res, err)
+	}
+}

@@ -103,7 +103,7 @@ func (m Match) AppendChecks(dst []calm.Check, client string) []calm.Check {
 		c := calm.Check{
 			Scope:     s.scope,
 			Policy:    s.policy,
-			Endpoint:  m.Endpoint,
+			Endpoint:  s.keyPrefix + m.Endpoint,
 			Rules:     s.rules,
 			Algorithm: s.algorithm,
 			Burst:     s.burst,
@@ -121,6 +121,9 @@ func (m Match) AppendChecks(dst []calm.Check, client string) []calm.Check {
 	}
 	return dst
 }
+
+// declaredKeyPrefix starts the key endpoint of declared routes.
+const declaredKeyPrefix = "declared "
 
 // Declared is a Route declared in code next to its handler, such as by a
 // per-route wrapper, whose endpoint is known only per request. It is
@@ -150,6 +153,7 @@ func Declare(r Route) (*Declared, error) {
 	if len(b.errs) > 0 {
 		return nil, errors.Join(b.errs...)
 	}
+	d.limits.keyPrefix = declaredKeyPrefix
 	return d, nil
 }
 

@@ -37,6 +37,9 @@ type ruleSet struct {
 	// endpoint, when set, replaces the match's endpoint in keys; a group
 	// budget uses it so that every endpoint of the group shares one key.
 	endpoint string
+	// keyPrefix starts the endpoint in keys, so that declared routes never
+	// share state with the policy's rules for the same pattern.
+	keyPrefix string
 }
 
 type route struct {
