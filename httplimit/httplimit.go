@@ -141,6 +141,14 @@ type Config struct {
 	// cannot be derived is limited as the shared client UnknownClient.
 	KeyFunc KeyFunc
 
+	// Checks, when set, receives the checks the policy chose for a request
+	// (client keys filled in) and returns the checks to apply, so that the
+	// client's identity can change them: tier rules in place of a route's,
+	// or an extra budget for anonymous clients, as
+	// identity.Resolver.RewriteChecks does. It may modify and extend the
+	// slice it is given. Nil applies the policy's checks as they are.
+	Checks func(r *http.Request, checks []calm.Check) []calm.Check
+
 	// StatusCode is the status of denied answers: 420 (default) or 429.
 	StatusCode int
 
@@ -182,6 +190,7 @@ type Limiter struct {
 	policy   *policy.Policy
 	mux      *http.ServeMux
 	keyFunc  KeyFunc
+	checks   func(*http.Request, []calm.Check) []calm.Check
 	status   int
 	message  string
 	detail   string
@@ -214,6 +223,7 @@ func New(cfg Config) (*Limiter, error) {
 		policy:       pol,
 		mux:          cfg.Mux,
 		keyFunc:      cfg.KeyFunc,
+		checks:       cfg.Checks,
 		status:       cfg.StatusCode,
 		message:      cmp(cfg.Message, DefaultMessage),
 		detail:       cmp(cfg.Detail, DefaultDetail),

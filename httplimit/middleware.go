@@ -168,6 +168,9 @@ func (l *Limiter) apply(r *http.Request, m policy.Match) (calm.Result, string, e
 
 	var buf [maxInlineChecks]calm.Check
 	checks := m.AppendChecks(buf[:0], client)
+	if l.checks != nil {
+		checks = l.checks(r, checks)
+	}
 	res, err := l.limiter.Allow(r.Context(), checks, cost)
 	if err != nil {
 		l.noteStoreFailure(r.Context(), err)
