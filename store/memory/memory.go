@@ -1,22 +1,51 @@
 // Package memory is calm's in-process store: rate-limit state kept in the
-// heap of one process, bounded by a maximum number of keys.
+// heap of one process, bounded by a maximum number of keys, at about 9 bytes
+// per key for most limits.
 //
-// The store is split into shards, each guarded by its own mutex, so checks
-// on different keys rarely contend. A call to Apply locks every shard its
-// keys fall in, in ascending shard order, decides every check and writes the
-// new states only when every check allows, so stacked rules are charged all
-// together or not at all.
+// # Layout
 //
-// Each key has an expiry: the time after which its state can no longer
-// change a decision, so that forgetting it is the same as keeping it (see
-// horizon). Expired keys are dropped by one background sweeper goroutine per
-// store and are read as fresh state before the sweeper reaches them. When a
-// shard is full, inserting a new key evicts the shard's least recently used
-// key.
+// Keys are hashed with a per-store random seed (hash/maphash) and spread
+// over shards, each guarded by its own mutex, so checks on different keys
+// rarely contend. A shard holds a flat table of 64-bit slots in buckets of
+// 8; a key may sit in either of two buckets chosen from its hash. A slot
+// keeps an 18-bit fingerprint of the hash, the index of the key's (kind,
+// limit) pair in a per-store registry, and the algorithm state packed into
+// 40 bits (72 bits, with a side array, for limits whose values need more).
+// The store keeps no key strings and no per-key pointers. States that do
+// not fit their packed form exactly go to a per-shard map that keeps them
+// unchanged, so a packed form never rounds a value: a limit means what it
+// says.
+//
+// # Fingerprint collisions
+//
+// A check for a key the store does not hold compares its 18-bit
+// fingerprint with at most 16 occupied slots holding the same (kind,
+// limit) pair, so with the table at its maximum load of 7/8 the chance that
+// a new key is taken for another one is at most 16 × 7/8 / 2^18, about 1 in
+// 19,000. The two clients then share one budget until the state expires or
+// is evicted: both are limited together, neither gets more than the limit.
+//
+// # All or nothing
+//
+// A call to Apply locks every shard its keys fall in, in ascending shard
+// order, decides every check with algorithm.Decide and writes the new states
+// only when every check allows, so stacked rules are charged all together
+// or not at all.
+//
+// # Expiry and eviction
+//
+// A state expires when it can no longer change a decision, so forgetting
+// it is the same as keeping it: at the end of a fixed window, at the end of
+// the window after a sliding window's current one, when a bucket is full
+// (or empty) again, and just past a GCRA or queue theoretical arrival time.
+// Expired keys read as fresh, and one sweeper goroutine per store drops
+// them every CleanupInterval. Each shard holds at most MaxKeys/shards keys;
+// a new key in a full shard, or in two full buckets, evicts the key of its
+// two buckets whose state expires first, a sampled approximation of
+// evicting the least recently used key.
 package memory
 
 import (
-	"container/list"
 	"context"
 	"errors"
 	"fmt"
@@ -40,10 +69,15 @@ const (
 	DefaultCleanupInterval = time.Minute
 )
 
-// maxShards is the number of shards of a store large enough to use them
-// all. It is a power of two well above the core count of common servers,
-// so that two cores rarely want the same shard.
-const maxShards = 64
+// Shard counts, powers of two. A store has minShards shards, well above
+// the core count of common servers so that two cores rarely want the same
+// shard, and more, up to maxShards, when its shards would otherwise hold
+// more than shardKeys keys each.
+const (
+	minShards = 64
+	maxShards = 4096
+	shardKeys = 1 << 15
+)
 
 // ErrShortOutput is returned by Apply when out has fewer elements than
 // checks.
@@ -85,6 +119,7 @@ func (c Config) Validate() error {
 type Store struct {
 	clock     func() time.Time
 	seed      maphash.Seed
+	registry  registry
 	shards    []shard
 	shardBits uint
 	closed    atomic.Bool
@@ -98,6 +133,9 @@ var _ store.Store = (*Store)(nil)
 // New returns a Store configured by cfg and starts its sweeper goroutine.
 // Zero or negative fields of cfg take their defaults; call Config.Validate
 // first to reject negative values.
+//
+// Each shard allocates its table, about 9 bytes per key of its share of
+// MaxKeys (9 MB for the default), when its first key arrives.
 func New(cfg Config) *Store {
 	return newStore(cfg, maxShards)
 }
@@ -114,11 +152,15 @@ func newStore(cfg Config, maxShards int) *Store {
 		cfg.Clock = time.Now
 	}
 
-	// A small store uses fewer shards, so that every shard holds at least
+	// A large store uses more shards so that a sweep holds each lock
+	// briefly; a small one uses fewer, so that every shard holds at least
 	// one key and the shard capacities add up to at most MaxKeys.
 	bits := uint(0)
-	for 1<<(bits+1) <= maxShards && 1<<(bits+1) <= cfg.MaxKeys {
+	for 1<<bits < maxShards && (1<<bits < minShards || cfg.MaxKeys>>bits > shardKeys) {
 		bits++
+	}
+	for bits > 0 && 1<<bits > cfg.MaxKeys {
+		bits--
 	}
 	n := 1 << bits
 	s := &Store{
@@ -129,8 +171,9 @@ func newStore(cfg Config, maxShards int) *Store {
 		stop:      make(chan struct{}),
 		done:      make(chan struct{}),
 	}
+	now := s.clock().UnixMicro()
 	for i := range s.shards {
-		s.shards[i].init(cfg.MaxKeys / n)
+		s.shards[i].init(cfg.MaxKeys/n, now)
 	}
 	go s.sweepEvery(cfg.CleanupInterval)
 	return s
@@ -154,18 +197,28 @@ func (s *Store) Len() int {
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.mu.Lock()
-		n += len(sh.index)
+		n += sh.count
 		sh.mu.Unlock()
 	}
 	return n
 }
 
+// ref is one check of an Apply call, resolved to its shard and layout.
+type ref struct {
+	hash  uint64
+	shard int
+	idx   uint8
+	lay   *layout
+	// same is the index of an earlier check of the call with the same key
+	// and pair, or -1.
+	same int
+}
+
 // Apply decides every check for a request of the given cost at the time of
 // the store's clock and charges all of them only if all allow. See
-// store.Store. It returns an error wrapping algorithm.ErrInvalidLimit when a
-// check's Limit is invalid, ErrShortOutput when out is too short, the
-// context's error when ctx is done, and store.ErrClosed after Close; in
-// those cases nothing is charged.
+// store.Store. It returns an error, and charges nothing, when ctx is done,
+// when out is shorter than checks (ErrShortOutput), when a check's Limit is
+// invalid (algorithm.ErrInvalidLimit) and after Close (store.ErrClosed).
 func (s *Store) Apply(ctx context.Context, checks []store.Check, cost int64, out []algorithm.Decision) (bool, error) {
 	if s.closed.Load() {
 		return false, store.ErrClosed
@@ -176,93 +229,105 @@ func (s *Store) Apply(ctx context.Context, checks []store.Check, cost int64, out
 	if len(out) < len(checks) {
 		return false, fmt.Errorf("%w: %d decisions for %d checks", ErrShortOutput, len(out), len(checks))
 	}
-	for i := range checks {
-		if err := checks[i].Limit.Validate(); err != nil {
-			return false, fmt.Errorf("memory: check %d (%s): %w", i, checks[i].Algorithm, err)
-		}
-	}
 	if len(checks) == 0 {
 		return true, nil
 	}
 
-	var hashBuf [8]uint64
+	var refBuf [8]ref
 	var shardBuf [8]int
-	hashes, shards := hashBuf[:0], shardBuf[:0]
+	refs, shards := refBuf[:0], shardBuf[:0]
 	for i := range checks {
-		h := s.hash(checks[i].Key)
-		hashes = append(hashes, h)
-		shards = insertSorted(shards, s.shardOf(h))
+		r, err := s.resolve(checks, refs, i)
+		if err != nil {
+			return false, fmt.Errorf("memory: check %d (%s): %w", i, checks[i].Algorithm, err)
+		}
+		refs = append(refs, r)
+		shards = insertSorted(shards, r.shard)
 	}
+	// Read after every lookup, so it has the layout of every check.
+	layouts := s.registry.snapshot()
 
 	for _, i := range shards {
 		s.shards[i].mu.Lock()
 	}
-	allowed := s.decideLocked(checks, hashes, cost, out)
+	now := s.clock().UnixMicro()
+	for _, i := range shards {
+		if sh := &s.shards[i]; now-sh.base >= rebaseSpan {
+			sh.sweep(now, layouts)
+		}
+	}
+	allowed := s.decideLocked(checks, refs, now, cost, out, layouts)
 	for j := len(shards) - 1; j >= 0; j-- {
 		s.shards[shards[j]].mu.Unlock()
 	}
 	return allowed, nil
 }
 
+// resolve hashes checks[i] and finds its shard, its layout and any earlier
+// check in refs (the refs of checks[:i]) with the same key and pair. It
+// returns the error of Limit.Validate for an invalid limit.
+func (s *Store) resolve(checks []store.Check, refs []ref, i int) (ref, error) {
+	c := &checks[i]
+	idx, lay, err := s.registry.lookup(c.Algorithm, c.Limit)
+	if err != nil {
+		return ref{}, err
+	}
+	if idx == 0 {
+		// The registry is full and did not validate the limit.
+		if err := c.Limit.Validate(); err != nil {
+			return ref{}, err
+		}
+	}
+	r := ref{hash: s.hash(c.Key), idx: idx, lay: lay, same: -1}
+	r.shard = s.shardOf(r.hash)
+	for j := i - 1; j >= 0; j-- {
+		if refs[j].hash == r.hash && refs[j].idx == r.idx && checks[j].Key == c.Key &&
+			checks[j].Algorithm == c.Algorithm && checks[j].Limit == c.Limit {
+			r.same = j
+			break
+		}
+	}
+	return r, nil
+}
+
 // decideLocked decides every check and writes the new states when all
 // allow. The caller holds the lock of every shard the checks fall in.
-func (s *Store) decideLocked(checks []store.Check, hashes []uint64, cost int64, out []algorithm.Decision) bool {
-	now := s.clock().UnixMicro()
-	var stateBuf [8]algorithm.State
-	states := stateBuf[:0]
+func (s *Store) decideLocked(checks []store.Check, refs []ref, now, cost int64,
+	out []algorithm.Decision, layouts []layout) bool {
+	var stateBuf, loadedBuf [8]algorithm.State
+	states, loaded := stateBuf[:0], loadedBuf[:0]
 	allowed := true
 	for i := range checks {
-		c := &checks[i]
-		st := s.pendingState(checks[:i], states, c.Key)
-		if st == nil {
-			cur := s.shards[s.shardOf(hashes[i])].get(c.Key, now)
-			st = &cur
+		c, r := &checks[i], &refs[i]
+		var st algorithm.State
+		if r.same >= 0 {
+			// A request that names one key twice is charged twice, in order.
+			st = states[r.same]
+		} else {
+			st = s.shards[r.shard].load(r.hash, r.idx, r.lay, now)
 		}
-		next, d := algorithm.Decide(c.Algorithm, *st, now, c.Limit, cost)
+		next, d := algorithm.Decide(c.Algorithm, st, now, c.Limit, cost)
 		out[i] = d
+		loaded = append(loaded, st)
 		states = append(states, next)
 		allowed = allowed && d.Allowed
 	}
 	if !allowed {
-		// A denied client is still an active one: keep its state from
-		// being the next to go.
-		for i := range checks {
-			s.shards[s.shardOf(hashes[i])].touch(checks[i].Key)
-		}
 		return false
 	}
 
 	for i := range checks {
-		c := &checks[i]
-		expiry := satAdd(now, horizon(c.Limit))
-		s.shards[s.shardOf(hashes[i])].put(c.Key, states[i], expiry)
+		c, r := &checks[i], &refs[i]
+		if r.same < 0 && states[i] == loaded[i] {
+			continue // a request of cost 0 changes nothing
+		}
+		s.shards[r.shard].save(r.hash, r.idx, r.lay, c.Algorithm, c.Limit, states[i], now, layouts)
 	}
 	return true
 }
 
-// pendingState returns the state that an earlier check of the same call
-// left for key, or nil when no earlier check has that key. A request that
-// names one key twice is charged twice, in order.
-func (s *Store) pendingState(earlier []store.Check, states []algorithm.State, key string) *algorithm.State {
-	for j := len(earlier) - 1; j >= 0; j-- {
-		if earlier[j].Key == key {
-			return &states[j]
-		}
-	}
-	return nil
-}
-
 func (s *Store) hash(key string) uint64 {
 	return maphash.String(s.seed, key)
-}
-
-// contains reports whether the store holds key, expired or not.
-func (s *Store) contains(key string) bool {
-	sh := &s.shards[s.shardOf(s.hash(key))]
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	_, ok := sh.index[key]
-	return ok
 }
 
 func (s *Store) shardOf(h uint64) int {
@@ -287,23 +352,6 @@ func insertSorted(a []int, v int) []int {
 	return a
 }
 
-// horizon returns how long after a write the written state can still change
-// a decision, in microseconds. Past it, the state decides exactly as the
-// zero State does, so the store may forget it.
-//
-// A fixed window matters until its window ends (at most Window), a sliding
-// window until the following window ends (at most 2×Window). A bucket is
-// full again, or empty for the leaky kinds, after Capacity emission
-// intervals of Window/Quota each; a queue adds the longest wait it may have
-// promised. The bound used here is their sum for every kind, rounded up, so
-// that a change in how one algorithm uses its state cannot make the store
-// forget it early.
-func horizon(l algorithm.Limit) int64 {
-	interval := l.Window/l.Quota + 1
-	h := satAdd(2*l.Window, satMul(l.Capacity(), interval))
-	return satAdd(h, l.MaxWait)
-}
-
 func satAdd(a, b int64) int64 {
 	if b > 0 && a > math.MaxInt64-b {
 		return math.MaxInt64
@@ -311,99 +359,16 @@ func satAdd(a, b int64) int64 {
 	return a + b
 }
 
-func satMul(a, b int64) int64 {
-	if a != 0 && b > math.MaxInt64/a {
-		return math.MaxInt64
-	}
-	return a * b
-}
-
-// shard is one lock's share of the keys, with its own LRU order.
-type shard struct {
-	mu    sync.Mutex
-	cap   int
-	index map[string]*list.Element
-	lru   list.List // front is the most recently used
-}
-
-type entry struct {
-	key    string
-	state  algorithm.State
-	expiry int64 // Unix µs after which state no longer matters
-}
-
-func (sh *shard) init(capacity int) {
-	sh.cap = capacity
-	sh.index = make(map[string]*list.Element)
-}
-
-// get returns the state of key at time now, the zero State when the key is
-// absent or expired. The caller holds sh.mu.
-func (sh *shard) get(key string, now int64) algorithm.State {
-	el, ok := sh.index[key]
-	if !ok {
-		return algorithm.State{}
-	}
-	e := el.Value.(*entry)
-	if e.expiry <= now {
-		return algorithm.State{}
-	}
-	return e.state
-}
-
-// touch marks key most recently used if the shard holds it. The caller
-// holds sh.mu.
-func (sh *shard) touch(key string) {
-	if el, ok := sh.index[key]; ok {
-		sh.lru.MoveToFront(el)
-	}
-}
-
-// put stores the state of key and marks it most recently used, evicting the
-// least recently used key when the shard is full. An expiry earlier than
-// the one stored keeps the later one, so that a clock step backwards never
-// shortens a key's life. The caller holds sh.mu.
-func (sh *shard) put(key string, st algorithm.State, expiry int64) {
-	if el, ok := sh.index[key]; ok {
-		e := el.Value.(*entry)
-		e.state = st
-		e.expiry = max(e.expiry, expiry)
-		sh.lru.MoveToFront(el)
-		return
-	}
-	if len(sh.index) >= sh.cap {
-		oldest := sh.lru.Back()
-		delete(sh.index, oldest.Value.(*entry).key)
-		sh.lru.Remove(oldest)
-	}
-	sh.index[key] = sh.lru.PushFront(&entry{key: key, state: st, expiry: expiry})
-}
-
-// sweep drops the keys that expired at or before now and returns how many
-// it dropped. It locks sh.mu.
-func (sh *shard) sweep(now int64) int {
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	n := 0
-	for el := sh.lru.Back(); el != nil; {
-		prev := el.Prev()
-		e := el.Value.(*entry)
-		if e.expiry <= now {
-			delete(sh.index, e.key)
-			sh.lru.Remove(el)
-			n++
-		}
-		el = prev
-	}
-	return n
-}
-
-// sweep drops every expired key, one shard at a time, and returns how many
-// it dropped.
+// sweep drops every expired key and moves each shard's base to now, one
+// shard at a time, and returns how many keys it dropped.
 func (s *Store) sweep() int {
+	layouts := s.registry.snapshot()
 	n := 0
 	for i := range s.shards {
-		n += s.shards[i].sweep(s.clock().UnixMicro())
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		n += sh.sweep(s.clock().UnixMicro(), layouts)
+		sh.mu.Unlock()
 	}
 	return n
 }
@@ -421,4 +386,31 @@ func (s *Store) sweepEvery(interval time.Duration) {
 			s.sweep()
 		}
 	}
+}
+
+// contains reports whether the store holds key under any (kind, limit)
+// pair, expired or not. Tests use it to see evictions.
+func (s *Store) contains(key string) bool {
+	h := s.hash(key)
+	sh := &s.shards[s.shardOf(h)]
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	for k := range sh.wide {
+		if k.hash == h {
+			return true
+		}
+	}
+	if sh.words == nil {
+		return false
+	}
+	b1, b2 := sh.buckets(h)
+	fp := tag(h, 0)
+	for _, b := range [2]uint64{b1, b2} {
+		for _, w := range sh.words[b*bucketSlots : (b+1)*bucketSlots] {
+			if w != 0 && w>>(tagShift+idxBits) == fp>>idxBits {
+				return true
+			}
+		}
+	}
+	return false
 }

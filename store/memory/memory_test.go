@@ -30,6 +30,10 @@ func perMinute(n int64) algorithm.Limit {
 	return algorithm.Limit{Quota: n, Window: time.Minute.Microseconds()}
 }
 
+func perWindow(n int64, window time.Duration) algorithm.Limit {
+	return algorithm.Limit{Quota: n, Window: window.Microseconds()}
+}
+
 func check(key string, l algorithm.Limit) store.Check {
 	return store.Check{Key: key, Algorithm: algorithm.FixedWindow, Limit: l}
 }
@@ -87,31 +91,29 @@ func TestApplyLimitsOneKey(t *testing.T) {
 	}
 }
 
-func TestApplyEvictsLeastRecentlyUsed(t *testing.T) {
+func TestApplyEvictsSoonestExpiry(t *testing.T) {
 	t.Parallel()
 	clk := newTestClock()
 	s := newTestStore(t, clk, 3, 1)
-	l := perMinute(1)
+	minute, hour, day := perMinute(1), perWindow(1, time.Hour), perWindow(1, 24*time.Hour)
 
-	for _, k := range []string{"a", "b", "c"} {
-		apply(t, s, check(k, l))
-	}
-	// A denied request is use too: "a" becomes the most recently used.
-	if d := apply(t, s, check("a", l)); d.Allowed {
-		t.Fatalf("second request on a = %+v, want denied", d)
-	}
-	apply(t, s, check("d", l))
+	apply(t, s, check("hour", hour))
+	apply(t, s, check("minute", minute))
+	apply(t, s, check("day", day))
+	apply(t, s, check("new", hour))
+	wantContains(t, s, map[string]bool{"hour": true, "minute": false, "day": true, "new": true})
 
-	for _, tc := range []struct {
-		key  string
-		want bool
-	}{{"a", true}, {"b", false}, {"c", true}, {"d", true}} {
-		if got := s.contains(tc.key); got != tc.want {
-			t.Errorf("contains(%q) = %v, want %v", tc.key, got, tc.want)
-		}
-	}
 	if n := s.Len(); n != 3 {
 		t.Errorf("Len() = %d, want 3", n)
+	}
+}
+
+func wantContains(t *testing.T, s *Store, want map[string]bool) {
+	t.Helper()
+	for key, w := range want {
+		if got := s.contains(key); got != w {
+			t.Errorf("contains(%q) = %v, want %v", key, got, w)
+		}
 	}
 }
 
@@ -193,30 +195,35 @@ func TestApplyReadsExpiredKeyAsFresh(t *testing.T) {
 
 func TestApplyConcurrentAdmitsExactlyQuota(t *testing.T) {
 	t.Parallel()
-	s := newTestStore(t, newTestClock(), 0, maxShards)
-	c := []store.Check{check("login", perMinute(10))}
-	var admitted atomic.Int64
-	var wg sync.WaitGroup
-	start := make(chan struct{})
-	for g := 0; g < 200; g++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			out := make([]algorithm.Decision, 1)
-			ok, err := s.Apply(context.Background(), c, 1, out)
-			if err != nil {
-				t.Errorf("Apply error: %v", err)
+	for _, kind := range benchKinds {
+		t.Run(kind.String(), func(t *testing.T) {
+			t.Parallel()
+			s := newTestStore(t, newTestClock(), 0, maxShards)
+			c := []store.Check{{Key: "login", Algorithm: kind, Limit: perMinute(10)}}
+			var admitted atomic.Int64
+			var wg sync.WaitGroup
+			start := make(chan struct{})
+			for range 200 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					<-start
+					out := make([]algorithm.Decision, 1)
+					ok, err := s.Apply(context.Background(), c, 1, out)
+					if err != nil {
+						t.Errorf("Apply error: %v", err)
+					}
+					if ok {
+						admitted.Add(1)
+					}
+				}()
 			}
-			if ok {
-				admitted.Add(1)
+			close(start)
+			wg.Wait()
+			if n := admitted.Load(); n != 10 {
+				t.Fatalf("200 concurrent requests on 10/minute admitted %d, want 10", n)
 			}
-		}()
-	}
-	close(start)
-	wg.Wait()
-	if n := admitted.Load(); n != 10 {
-		t.Fatalf("200 concurrent requests on 10/minute admitted %d, want 10", n)
+		})
 	}
 }
 

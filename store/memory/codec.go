@@ -1,0 +1,298 @@
+package memory
+
+import (
+	"math"
+	"math/bits"
+
+	"github.com/calm-limiter/calm/algorithm"
+)
+
+// A compact slot keeps a state in payloadBits bits of its word, or in
+// payloadBits+extBits bits when the shard's ext array is used too. Which
+// form a (kind, limit) pair gets, and how many bits each field takes, is
+// fixed once per pair in a layout.
+//
+// Times are stored relative to the shard's base, a recent Unix time that
+// the shard moves forward at least every rebaseSpan microseconds, so a few
+// dozen bits cover them exactly. Every encoder checks that each value fits
+// its field and reports failure otherwise; the state then goes to the
+// shard's wide map, which keeps it unchanged.
+const (
+	payloadBits = 40
+	extBits     = 32
+	rebaseSpan  = 1 << 27 // µs, about 134 s
+)
+
+// form is the storage a layout chooses.
+type form uint8
+
+const (
+	formWide form = iota // no compact encoding: the wide map only
+	formWord             // payloadBits in the slot's word
+	formExt              // payloadBits in the word, extBits in ext
+)
+
+// layout is the compact encoding of the states of one (kind, limit) pair.
+//
+//	FixedWindow, SlidingWindow  A as a window number relative to the
+//	                            base's window (signed), B and C as counts
+//	GCRA, LeakyQueue            A as µs relative to the base (signed),
+//	                            B / unit
+//	TokenBucket, LeakyBucket    (A − base) × Quota + B, divided by unit
+//	                            (unsigned): the time at which the bucket
+//	                            is full again, in 1/Quota µs
+//
+// unit is gcd(Window, Quota): every level and every TAT fraction the
+// algorithms produce is a multiple of it, because they only ever add
+// multiples of Window and subtract multiples of Quota.
+type layout struct {
+	kind                algorithm.Kind
+	limit               algorithm.Limit
+	form                form
+	aBits, bBits, cBits uint
+	unit                int64
+}
+
+func newLayout(k algorithm.Kind, l algorithm.Limit) layout {
+	lay := layout{kind: k, limit: l, unit: gcd(l.Window, l.Quota)}
+	q, w, c := l.Quota, l.Window, l.Capacity()
+	switch k {
+	case algorithm.FixedWindow, algorithm.SlidingWindow:
+		lay.aBits = 1 + uint(bits.Len64(uint64(rebaseSpan/w+3)))
+		lay.bBits = uint(bits.Len64(uint64(q)))
+		if k == algorithm.SlidingWindow {
+			lay.cBits = lay.bBits
+		}
+	case algorithm.GCRA, algorithm.LeakyQueue:
+		// A TAT that still matters lies between now and now plus the
+		// refill time plus the longest wait.
+		ahead := satAdd(satAdd(rebaseSpan, c*w/q+w), l.MaxWait)
+		lay.aBits = 1 + uint(bits.Len64(uint64(ahead)))
+		lay.bBits = uint(bits.Len64(uint64(q/lay.unit - 1)))
+	case algorithm.TokenBucket, algorithm.LeakyBucket:
+		// F (see fullTime) is at most rebaseSpan×Quota + Capacity×Window.
+		hi, lo := bits.Mul64(rebaseSpan, uint64(q))
+		maxFull := lo + uint64(c*w)
+		if c*w < q || hi != 0 || maxFull >= 1<<62 {
+			return lay // see decodeBucket: the canonical level needs c×w ≥ q
+		}
+		lay.aBits = uint(bits.Len64(maxFull / uint64(lay.unit)))
+	default:
+		return lay
+	}
+	switch total := lay.aBits + lay.bBits + lay.cBits; {
+	case total <= payloadBits:
+		lay.form = formWord
+	case total <= payloadBits+extBits:
+		lay.form = formExt
+	}
+	return lay
+}
+
+// encode returns the compact form of s relative to base, or ok false when
+// s does not fit this layout.
+func (lay *layout) encode(s algorithm.State, base int64) (p payload, ok bool) {
+	var pk packer
+	switch lay.kind {
+	case algorithm.FixedWindow, algorithm.SlidingWindow:
+		w := lay.limit.Window
+		if s.A%w != 0 {
+			return p, false
+		}
+		ok = pk.putSigned(lay.aBits, s.A/w-floorDiv(base, w)) &&
+			pk.putUnsigned(lay.bBits, s.B) && pk.putUnsigned(lay.cBits, s.C)
+	case algorithm.GCRA, algorithm.LeakyQueue:
+		d, noOverflow := sub(s.A, base)
+		ok = noOverflow && s.B%lay.unit == 0 && s.C == 0 &&
+			pk.putSigned(lay.aBits, d) && pk.putUnsigned(lay.bBits, s.B/lay.unit)
+	case algorithm.TokenBucket, algorithm.LeakyBucket:
+		f, fits := lay.fullTime(s, base)
+		ok = fits && s.C == 0 && pk.putUnsigned(lay.aBits, f)
+	}
+	return pk.p, ok
+}
+
+// decode returns the state that p encodes relative to base. For the
+// buckets it is the canonical state described at decodeBucket.
+func (lay *layout) decode(p payload, base int64) algorithm.State {
+	pk := packer{p: p}
+	switch lay.kind {
+	case algorithm.FixedWindow, algorithm.SlidingWindow:
+		w := lay.limit.Window
+		a := pk.getSigned(lay.aBits)
+		return algorithm.State{
+			A: (a + floorDiv(base, w)) * w,
+			B: pk.getUnsigned(lay.bBits),
+			C: pk.getUnsigned(lay.cBits),
+		}
+	case algorithm.GCRA, algorithm.LeakyQueue:
+		a := pk.getSigned(lay.aBits)
+		return algorithm.State{A: base + a, B: pk.getUnsigned(lay.bBits) * lay.unit}
+	case algorithm.TokenBucket, algorithm.LeakyBucket:
+		return lay.decodeBucket(pk.getUnsigned(lay.aBits), base)
+	}
+	return algorithm.State{}
+}
+
+// fullTime returns F = ((A − base) × Quota + B) / unit for a bucket state:
+// the time at which the bucket is full again (empty, for the leaky
+// bucket), relative to base in units of unit/Quota µs. It reports false
+// when F is not positive, which means the bucket was full before base,
+// when B is not a multiple of unit, or when F overflows aBits.
+func (lay *layout) fullTime(s algorithm.State, base int64) (int64, bool) {
+	q, full := lay.limit.Quota, lay.limit.Capacity()*lay.limit.Window
+	if s.B < 0 || s.B > full || s.B%lay.unit != 0 {
+		return 0, false
+	}
+	d, ok := sub(s.A, base)
+	if !ok {
+		return 0, false
+	}
+	var f int64
+	if d < 0 {
+		if -d > s.B/q {
+			return 0, false // F ≤ 0: full before base
+		}
+		f = s.B + d*q
+	} else {
+		hi, lo := bits.Mul64(uint64(d), uint64(q))
+		if hi != 0 || lo >= 1<<62 {
+			return 0, false
+		}
+		f = int64(lo) + s.B
+	}
+	f /= lay.unit
+	return f, f > 0 && uint64(f)>>lay.aBits == 0
+}
+
+// decodeBucket returns the canonical bucket state for F (see fullTime):
+// the earliest time A′ and the level B′ at A′ that reach the same full
+// time, A′ = ⌈(F − Capacity×Window) / Quota⌉, B′ = F − A′×Quota, with
+// 0 ≤ B′ ≤ Capacity×Window because Capacity×Window ≥ Quota.
+//
+// A′ is at or before the stored A, and from A on the two states drain to
+// the same level, so for every now ≥ A, Decide returns the same decision
+// and the same next state for both. Before A, which only a clock stepping
+// back can reach, the canonical bucket holds more (the token bucket is
+// emptier), never less.
+//
+// NOTE: this is the one place where the store hands Decide a state other
+// than the one it wrote. Keeping A exactly would not fit the word for
+// common limits such as 100/minute, and the stricter answer after a clock
+// step back is the one the algorithms themselves choose.
+func (lay *layout) decodeBucket(f int64, base int64) algorithm.State {
+	q, full := lay.limit.Quota, lay.limit.Capacity()*lay.limit.Window
+	fq := f * lay.unit // (F − base×Quota): the full time relative to base
+	a := ceilDiv(fq-full, q)
+	return algorithm.State{A: base + a, B: fq - a*q}
+}
+
+// expiry returns the Unix µs from which s decides exactly as the zero State
+// does under kind k, so the store may forget it: the end of a fixed window,
+// the end of the window after a sliding window's current one, the time a
+// bucket is full (or empty) again, and one µs past a TAT.
+func expiry(k algorithm.Kind, l algorithm.Limit, s algorithm.State) int64 {
+	switch k {
+	case algorithm.FixedWindow:
+		return satAdd(s.A, l.Window)
+	case algorithm.SlidingWindow:
+		return satAdd(s.A, 2*l.Window)
+	case algorithm.TokenBucket, algorithm.LeakyBucket:
+		return satAdd(s.A, ceilDiv(max(s.B, 0), l.Quota))
+	case algorithm.GCRA, algorithm.LeakyQueue:
+		return satAdd(s.A, 1)
+	}
+	return math.MaxInt64
+}
+
+// payload is the packed form of a state: lo holds the word's payloadBits,
+// hi the ext array's extBits.
+type payload struct {
+	lo uint64
+	hi uint32
+}
+
+// packer writes and reads fields of a payload in order, from bit 0 up.
+type packer struct {
+	p   payload
+	pos uint
+}
+
+func (pk *packer) put(n uint, v uint64) {
+	if pk.pos < payloadBits {
+		pk.p.lo |= (v << pk.pos) & (1<<payloadBits - 1)
+		if pk.pos+n > payloadBits {
+			pk.p.hi |= uint32(v >> (payloadBits - pk.pos))
+		}
+	} else {
+		pk.p.hi |= uint32(v << (pk.pos - payloadBits))
+	}
+	pk.pos += n
+}
+
+func (pk *packer) get(n uint) uint64 {
+	var v uint64
+	if pk.pos < payloadBits {
+		v = pk.p.lo >> pk.pos
+		if pk.pos+n > payloadBits {
+			v |= uint64(pk.p.hi) << (payloadBits - pk.pos)
+		}
+	} else {
+		v = uint64(pk.p.hi) >> (pk.pos - payloadBits)
+	}
+	pk.pos += n
+	return v & (1<<n - 1)
+}
+
+// putUnsigned writes v in n bits and reports whether 0 ≤ v < 2^n.
+func (pk *packer) putUnsigned(n uint, v int64) bool {
+	if v < 0 || uint64(v)>>n != 0 {
+		return false
+	}
+	pk.put(n, uint64(v))
+	return true
+}
+
+// putSigned writes v in n bits, two's complement, and reports whether
+// −2^(n−1) ≤ v < 2^(n−1).
+func (pk *packer) putSigned(n uint, v int64) bool {
+	if n == 0 || n > 63 || v < -(1<<(n-1)) || v >= 1<<(n-1) {
+		return false
+	}
+	pk.put(n, uint64(v)&(1<<n-1))
+	return true
+}
+
+func (pk *packer) getUnsigned(n uint) int64 { return int64(pk.get(n)) }
+
+func (pk *packer) getSigned(n uint) int64 {
+	v := pk.get(n)
+	return int64(v<<(64-n)) >> (64 - n)
+}
+
+func gcd(a, b int64) int64 {
+	for b != 0 {
+		a, b = b, a%b
+	}
+	return a
+}
+
+// sub returns a − b and whether it did not overflow.
+func sub(a, b int64) (int64, bool) {
+	d := a - b
+	return d, (d < a) == (b > 0)
+}
+
+// floorDiv returns ⌊a/b⌋ for b > 0.
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if a%b < 0 {
+		q--
+	}
+	return q
+}
+
+// ceilDiv returns ⌈a/b⌉ for b > 0.
+func ceilDiv(a, b int64) int64 {
+	return -floorDiv(-a, b)
+}

@@ -1,0 +1,383 @@
+package memory
+
+import (
+	"sync"
+	"sync/atomic"
+
+	"github.com/calm-limiter/calm/algorithm"
+)
+
+// A shard's table is a flat array of 64-bit slot words in buckets of
+// bucketSlots. A key may live in either of two buckets chosen from its
+// hash. A word is
+//
+//	bits 46–63  fingerprint: 18 bits of the key's hash, never 0
+//	bits 40–45  layout index in the store's registry, 1 to maxLayouts
+//	bits  0–39  payload: the state, encoded by the layout
+//
+// and 0 when the slot is empty. Layouts of formExt keep 32 more payload
+// bits in the shard's ext array at the same position.
+const (
+	fpBits      = 18
+	idxBits     = 6
+	maxLayouts  = 1<<idxBits - 1
+	bucketSlots = 8
+	tagShift    = payloadBits
+	payloadMask = 1<<payloadBits - 1
+	idxMask     = 1<<idxBits - 1
+)
+
+// Slots per key: a table holds its shard's capacity at a load of at most
+// loadNum/loadDen, where two-choice insertion into buckets of 8 rarely
+// finds both buckets full.
+const (
+	loadNum = 7
+	loadDen = 8
+)
+
+// registry numbers the (kind, limit) pairs the store has seen, so that a
+// slot can name its layout in idxBits. Reads are lock-free: the slice is
+// replaced, never modified, when a pair is added.
+type registry struct {
+	mu      sync.Mutex
+	layouts atomic.Pointer[[]layout]
+}
+
+// lookup returns the index and layout of (k, l), adding the pair when it
+// is new, or the error of l.Validate for an invalid limit. Only valid
+// limits are registered, so a registered pair needs no validation again.
+// Once maxLayouts pairs are registered, lookup returns index 0 and a nil
+// layout for new pairs, and those keep their state in the wide maps.
+func (r *registry) lookup(k algorithm.Kind, l algorithm.Limit) (uint8, *layout, error) {
+	if idx, lay := find(r.layouts.Load(), k, l); lay != nil {
+		return idx, lay, nil
+	}
+	if err := l.Validate(); err != nil {
+		return 0, nil, err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	old := r.layouts.Load()
+	if idx, lay := find(old, k, l); lay != nil {
+		return idx, lay, nil
+	}
+	var next []layout
+	if old != nil {
+		if len(*old) >= maxLayouts {
+			return 0, nil, nil
+		}
+		next = append(next, *old...)
+	}
+	next = append(next, newLayout(k, l))
+	r.layouts.Store(&next)
+	return uint8(len(next)), &next[len(next)-1], nil
+}
+
+// snapshot returns the registered layouts; index i holds layout index i+1.
+func (r *registry) snapshot() []layout {
+	if p := r.layouts.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+func find(layouts *[]layout, k algorithm.Kind, l algorithm.Limit) (uint8, *layout) {
+	if layouts == nil {
+		return 0, nil
+	}
+	for i := range *layouts {
+		if lay := &(*layouts)[i]; lay.limit == l && lay.kind == k {
+			return uint8(i + 1), lay
+		}
+	}
+	return 0, nil
+}
+
+// wideKey names a state in a wide map: the full 64-bit hash of the key and
+// the layout index, 0 for pairs the registry had no room for.
+type wideKey struct {
+	hash uint64
+	idx  uint8
+}
+
+// wideEntry is a state kept unencoded, for values that do not fit their
+// layout and for layouts with no compact form.
+type wideEntry struct {
+	state  algorithm.State
+	expiry int64
+}
+
+// shard is one mutex's share of the keys: a compact table plus a map for
+// the states the table cannot hold.
+type shard struct {
+	mu    sync.Mutex
+	words []uint64 // nil until the first insert
+	ext   []uint32 // nil until the first formExt insert
+	nb    uint64   // buckets in words
+	count int      // keys in words and wide
+	cap   int
+	base  int64 // Unix µs that compact times are relative to
+	wide  map[wideKey]wideEntry
+	_     [64]byte // keeps neighbouring shards' mutexes off one cache line
+}
+
+func (sh *shard) init(capacity int, base int64) {
+	sh.cap = capacity
+	sh.base = base
+	slots := (capacity*loadDen + loadNum - 1) / loadNum
+	sh.nb = uint64((slots + bucketSlots - 1) / bucketSlots)
+	sh.wide = make(map[wideKey]wideEntry)
+}
+
+// tag returns the bits a slot word holds above its payload for the key
+// with hash h under layout index idx.
+func tag(h uint64, idx uint8) uint64 {
+	fp := (h >> 38) & (1<<fpBits - 1)
+	if fp == 0 {
+		fp = 1
+	}
+	return fp<<idxBits | uint64(idx)
+}
+
+// buckets returns the two buckets of the key with hash h. They may be
+// equal.
+func (sh *shard) buckets(h uint64) (uint64, uint64) {
+	b1 := uint64(uint32(h)) * sh.nb >> 32
+	b2 := (h * 0x9e3779b97f4a7c15 >> 32) * sh.nb >> 32
+	return b1, b2
+}
+
+// find returns the slot of tag t in buckets b1 and b2, or -1.
+func (sh *shard) find(b1, b2, t uint64) int {
+	if sh.words == nil {
+		return -1
+	}
+	for _, b := range [2]uint64{b1, b2} {
+		slots := sh.words[b*bucketSlots : (b+1)*bucketSlots]
+		for i, w := range slots {
+			if w>>tagShift == t {
+				return int(b)*bucketSlots + i
+			}
+		}
+	}
+	return -1
+}
+
+func (sh *shard) payloadAt(pos int) payload {
+	p := payload{lo: sh.words[pos] & payloadMask}
+	if sh.ext != nil {
+		p.hi = sh.ext[pos]
+	}
+	return p
+}
+
+func (sh *shard) write(pos int, t uint64, p payload) {
+	sh.words[pos] = t<<tagShift | p.lo
+	if sh.ext != nil {
+		sh.ext[pos] = p.hi
+	}
+}
+
+// slotExpiry returns the expiry of the state in the occupied slot pos.
+func (sh *shard) slotExpiry(pos int, layouts []layout) int64 {
+	lay := &layouts[(sh.words[pos]>>tagShift)&idxMask-1]
+	return expiry(lay.kind, lay.limit, lay.decode(sh.payloadAt(pos), sh.base))
+}
+
+// load returns the state of the key with hash h under (idx, lay) at time
+// now: the zero State when the shard does not hold it or it has expired.
+// The caller holds sh.mu.
+func (sh *shard) load(h uint64, idx uint8, lay *layout, now int64) algorithm.State {
+	if lay != nil && lay.form != formWide {
+		b1, b2 := sh.buckets(h)
+		if pos := sh.find(b1, b2, tag(h, idx)); pos >= 0 {
+			s := lay.decode(sh.payloadAt(pos), sh.base)
+			if expiry(lay.kind, lay.limit, s) <= now {
+				return algorithm.State{}
+			}
+			return s
+		}
+	}
+	if len(sh.wide) > 0 {
+		if e, ok := sh.wide[wideKey{h, idx}]; ok && e.expiry > now {
+			return e.state
+		}
+	}
+	return algorithm.State{}
+}
+
+// save stores s as the state of the key with hash h under (idx, lay),
+// compact when it fits and in the wide map otherwise, evicting a key when
+// the shard is full. The caller holds sh.mu.
+func (sh *shard) save(h uint64, idx uint8, lay *layout, k algorithm.Kind, l algorithm.Limit, s algorithm.State, now int64, layouts []layout) {
+	b1, b2 := sh.buckets(h)
+	t := tag(h, idx)
+	pos := -1
+	if lay != nil && lay.form != formWide {
+		pos = sh.find(b1, b2, t)
+		if p, ok := lay.encode(s, sh.base); ok {
+			sh.saveCompact(pos, b1, b2, t, p, lay.form == formExt, wideKey{h, idx}, now, layouts)
+			return
+		}
+	}
+
+	if pos >= 0 {
+		sh.words[pos] = 0
+		sh.count--
+	}
+	key := wideKey{h, idx}
+	if _, ok := sh.wide[key]; !ok {
+		if sh.count >= sh.cap {
+			sh.evict(b1, b2, now, layouts)
+		}
+		sh.count++
+	}
+	sh.wide[key] = wideEntry{state: s, expiry: expiry(k, l, s)}
+}
+
+// saveCompact writes payload p with tag t at pos, or into a free or
+// evicted slot of b1 or b2 when pos is -1. The caller holds sh.mu.
+func (sh *shard) saveCompact(pos int, b1, b2, t uint64, p payload, useExt bool, key wideKey, now int64, layouts []layout) {
+	if useExt && sh.ext == nil {
+		sh.ext = make([]uint32, sh.nb*bucketSlots)
+	}
+	if pos >= 0 {
+		sh.write(pos, t, p)
+		return
+	}
+	if len(sh.wide) > 0 {
+		if _, ok := sh.wide[key]; ok {
+			delete(sh.wide, key)
+			sh.count--
+		}
+	}
+	if sh.words == nil {
+		sh.words = make([]uint64, sh.nb*bucketSlots)
+	}
+	if sh.count >= sh.cap {
+		sh.evict(b1, b2, now, layouts)
+	}
+	pos = sh.freeSlot(b1, b2)
+	if pos < 0 {
+		pos = sh.victim(b1, b2, layouts)
+		sh.words[pos] = 0
+		sh.count--
+	}
+	sh.write(pos, t, p)
+	sh.count++
+}
+
+// freeSlot returns an empty slot in the emptier of b1 and b2, or -1.
+func (sh *shard) freeSlot(b1, b2 uint64) int {
+	free1, pos1 := sh.emptySlots(b1)
+	free2, pos2 := sh.emptySlots(b2)
+	switch {
+	case free1 == 0 && free2 == 0:
+		return -1
+	case free2 > free1:
+		return pos2
+	}
+	return pos1
+}
+
+// emptySlots returns the number of empty slots in bucket b and the first.
+func (sh *shard) emptySlots(b uint64) (int, int) {
+	n, first := 0, -1
+	for i, w := range sh.words[b*bucketSlots : (b+1)*bucketSlots] {
+		if w == 0 {
+			if n == 0 {
+				first = int(b)*bucketSlots + i
+			}
+			n++
+		}
+	}
+	return n, first
+}
+
+// victim returns the occupied slot of buckets b1 and b2 whose state expires
+// first, or -1 when both are empty.
+func (sh *shard) victim(b1, b2 uint64, layouts []layout) int {
+	best, bestExpiry := -1, int64(0)
+	for _, b := range [2]uint64{b1, b2} {
+		for pos := int(b) * bucketSlots; pos < int(b+1)*bucketSlots; pos++ {
+			if sh.words[pos] == 0 {
+				continue
+			}
+			if e := sh.slotExpiry(pos, layouts); best < 0 || e < bestExpiry {
+				best, bestExpiry = pos, e
+			}
+		}
+	}
+	return best
+}
+
+// evict removes one key to make room for another: the first to expire in
+// buckets b1 and b2, else the first found in the buckets after them, else
+// a key of the wide map. The caller holds sh.mu and sh.count > 0.
+func (sh *shard) evict(b1, b2 uint64, now int64, layouts []layout) {
+	if sh.words != nil {
+		pos := sh.victim(b1, b2, layouts)
+		for b := (b1 + 1) % sh.nb; pos < 0 && b != b1; b = (b + 1) % sh.nb {
+			pos = sh.victim(b, b, layouts)
+		}
+		if pos >= 0 {
+			sh.words[pos] = 0
+			sh.count--
+			return
+		}
+	}
+	for key := range sh.wide {
+		// Map iteration starts at a random entry: a sampled eviction.
+		delete(sh.wide, key)
+		sh.count--
+		return
+	}
+}
+
+// sweep drops the keys expired at now and, when now is past the base,
+// moves the base to now and re-encodes every kept slot. It returns the
+// number of keys dropped. The caller holds sh.mu.
+//
+// A state that has not expired at now fits its layout relative to any base
+// between the old base and now (see the layout bounds), so re-encoding
+// never fails in practice; a slot that does not fit is dropped and counted.
+func (sh *shard) sweep(now int64, layouts []layout) int {
+	dropped := 0
+	for key, e := range sh.wide {
+		if e.expiry <= now {
+			delete(sh.wide, key)
+			sh.count--
+			dropped++
+		}
+	}
+	if sh.words == nil {
+		return dropped
+	}
+	newBase := max(sh.base, now)
+	for pos, w := range sh.words {
+		if w == 0 {
+			continue
+		}
+		lay := &layouts[(w>>tagShift)&idxMask-1]
+		s := lay.decode(sh.payloadAt(pos), sh.base)
+		if expiry(lay.kind, lay.limit, s) <= now {
+			sh.words[pos] = 0
+			sh.count--
+			dropped++
+			continue
+		}
+		if newBase == sh.base {
+			continue
+		}
+		p, ok := lay.encode(s, newBase)
+		if !ok {
+			sh.words[pos] = 0
+			sh.count--
+			dropped++
+			continue
+		}
+		sh.write(pos, w>>tagShift, p)
+	}
+	sh.base = newBase
+	return dropped
+}
