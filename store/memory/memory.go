@@ -87,9 +87,11 @@ var ErrShortOutput = errors.New("memory: out is shorter than checks")
 // means its documented default.
 type Config struct {
 	// MaxKeys is the largest number of keys the store holds
-	// (RATELIMIT_MEMORY_MAX_KEYS). Inserting a key into a full shard evicts
-	// that shard's least recently used key. Zero means DefaultMaxKeys;
-	// negative values are invalid (see Validate).
+	// (RATELIMIT_MEMORY_MAX_KEYS). Each shard holds an equal share, and a
+	// new key in a full shard evicts a key whose state expires soonest.
+	// Because keys spread over shards by hash, a store with MaxKeys active
+	// keys holds about 99.5% of them, so leave a few percent of headroom.
+	// Zero means DefaultMaxKeys; negative values are invalid (see Validate).
 	MaxKeys int
 	// CleanupInterval is the period of the sweeper that drops expired keys
 	// (RATELIMIT_MEMORY_CLEANUP_INTERVAL). Zero means
