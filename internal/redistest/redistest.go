@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -118,6 +119,24 @@ func (s *Server) Restart(t testing.TB, args ...string) {
 		t.Fatalf("restarting redis-server: %v", err)
 	}
 	s.cmd = again.cmd
+}
+
+// Pause stops the server process with SIGSTOP: it keeps its port and
+// accepts TCP connections through the kernel's backlog but answers nothing,
+// like a hung server. Resume continues it.
+func (s *Server) Pause() error {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return fmt.Errorf("redis-server on %s is not running", s.Addr)
+	}
+	return s.cmd.Process.Signal(syscall.SIGSTOP)
+}
+
+// Resume continues a server stopped by Pause.
+func (s *Server) Resume() error {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return fmt.Errorf("redis-server on %s is not running", s.Addr)
+	}
+	return s.cmd.Process.Signal(syscall.SIGCONT)
 }
 
 // PID returns the server's process id, or 0 when it is stopped.

@@ -5,6 +5,7 @@ import (
 	"crypto/sha1"
 	_ "embed"
 	"encoding/hex"
+	"errors"
 	"strings"
 
 	"github.com/redis/rueidis"
@@ -50,12 +51,36 @@ var (
 // exec runs sc with EVALSHA. When Redis no longer has the script (after
 // SCRIPT FLUSH, a restart or a failover to a node that never loaded it), it
 // sends the source once with EVAL, which also caches it on that node.
+//
+// A call that fails on a broken connection is sent again, up to
+// maxReconnects times, while ctx allows: after Redis restarts, each pooled
+// connection fails once before the client replaces it.
 func (sc script) exec(ctx context.Context, c rueidis.Client, keys, args []string) rueidis.RedisResult {
 	resp := c.Do(ctx, sc.evalSHA(c, keys, args))
+	for i := 0; i < maxReconnects && isConnectionError(resp.Error()) && ctx.Err() == nil; i++ {
+		// NOTE: Redis may have run the script before the connection broke;
+		// the second run then charges twice, which denies more, never
+		// admits more.
+		resp = c.Do(ctx, sc.evalSHA(c, keys, args))
+	}
 	if isNoScript(resp.Error()) {
 		resp = c.Do(ctx, sc.eval(c, keys, args))
 	}
 	return resp
+}
+
+// maxReconnects bounds the resends of exec: one per connection that the
+// client pools to a node by default, less the one that failed first.
+const maxReconnects = 3
+
+// isConnectionError reports an error of the connection rather than of
+// Redis or of the context.
+func isConnectionError(err error) bool {
+	if err == nil || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return false
+	}
+	_, redisErr := rueidis.IsRedisErr(err)
+	return !redisErr
 }
 
 func (sc script) evalSHA(c rueidis.Client, keys, args []string) rueidis.Completed {
