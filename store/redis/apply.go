@@ -162,25 +162,22 @@ func (sc *scratch) add(c store.Check) {
 }
 
 // horizonMillis returns how long, in milliseconds after it was written, the
-// state of a key under kind and l can still change a decision. Keys expire
-// after it.
+// state of a key under kind and l can still change a decision; after that
+// the state decides as the zero State does, so the key expires. The bounds
+// follow the State layout of package algorithm: a window state matters
+// until the end of the window after next (sliding) or of its own window
+// (fixed); a bucket level or a theoretical arrival time is at most the
+// capacity's worth of time ahead of the write, Capacity×Window/Quota.
 func horizonMillis(kind algorithm.Kind, l algorithm.Limit) int64 {
 	var us int64
 	switch kind {
 	case algorithm.SlidingWindow:
-		// The count of the previous window weighs on the current one.
 		us = 2 * l.Window
 	case algorithm.FixedWindow:
-		us = l.Window
-	case algorithm.LeakyQueue:
-		us = mulDivCeil(l.Window, l.Capacity()+l.Delay, l.Quota) + l.MaxWait
+		us = 2 * l.Window
 	default:
-		// Buckets and GCRA: the time to refill or drain the full capacity.
-		us = mulDivCeil(l.Window, l.Capacity(), l.Quota)
+		us = mulDivCeil(l.Window, l.Capacity(), l.Quota) + 1
 	}
-	// NOTE: every kind still runs the placeholder fixed window, whose state
-	// lives for a whole window even where a bucket would refill sooner.
-	us = max(us, l.Window)
 	return us/1000 + 2
 }
 

@@ -75,7 +75,7 @@ func (s *Store) applyAcrossSlots(ctx context.Context, c rueidis.Client, checks [
 		return true, nil
 	}
 	if len(charged) > 0 {
-		s.refund(ctx, c, checks, cost, calls, charged)
+		s.refund(ctx, c, checks, now, cost, calls, charged)
 	}
 	if firstErr != nil {
 		return false, firstErr
@@ -94,7 +94,7 @@ func parseSlot(resp rueidis.RedisResult, out []algorithm.Decision, states []int6
 // refund takes back the charges of the given slot calls. It runs even when
 // ctx has expired, within the store's timeout; a refund that fails leaves
 // the charge in place, which denies more, never admits more.
-func (s *Store) refund(ctx context.Context, c rueidis.Client, checks []store.Check, cost int64, calls []slotCall, charged []int) {
+func (s *Store) refund(ctx context.Context, c rueidis.Client, checks []store.Check, now string, cost int64, calls []slotCall, charged []int) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.timeout)
 	defer cancel()
 	cmds := make(rueidis.Commands, 0, len(charged))
@@ -102,7 +102,7 @@ func (s *Store) refund(ctx context.Context, c rueidis.Client, checks []store.Che
 	for _, g := range charged {
 		call := &calls[g]
 		keys := make([]string, 0, len(call.idx))
-		args := []string{strconv.FormatInt(cost, 10)}
+		args := []string{now, strconv.FormatInt(cost, 10)}
 		for j, i := range call.idx {
 			st := call.states[stateFields*j : stateFields*(j+1)]
 			if st[0] == st[3] && st[1] == st[4] && st[2] == st[5] {
@@ -114,7 +114,6 @@ func (s *Store) refund(ctx context.Context, c rueidis.Client, checks []store.Che
 				strconv.Itoa(int(ch.Algorithm)),
 				strconv.FormatInt(ch.Limit.Quota, 10),
 				strconv.FormatInt(ch.Limit.Window, 10),
-				strconv.FormatInt(ch.Limit.Burst, 10),
 				strconv.FormatInt(horizonMillis(ch.Algorithm, ch.Limit), 10),
 			)
 			for _, v := range st {

@@ -6,9 +6,12 @@ import (
 	_ "embed"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"strings"
 
 	"github.com/redis/rueidis"
+
+	"github.com/calm-limiter/calm/algorithm"
 )
 
 var (
@@ -16,10 +19,8 @@ var (
 	applyFrame string
 	//go:embed lua/refund.lua
 	refundFrame string
-	//go:embed lua/placeholder.lua
-	placeholderLua string
-	//go:embed lua/undo_placeholder.lua
-	undoPlaceholderLua string
+	//go:embed lua/undo.lua
+	undoLua string
 )
 
 // Markers are the lines of a frame where generated Lua goes.
@@ -43,10 +44,21 @@ func newScript(frame, marker, body string) script {
 // The scripts of the store.
 var (
 	// applyScript decides and charges the checks of one hash slot.
-	applyScript = newScript(applyFrame, algorithmsMarker, placeholderLua)
+	applyScript = newScript(applyFrame, algorithmsMarker, algorithmsLua())
 	// refundScript takes back the charges of one hash slot.
-	refundScript = newScript(refundFrame, undoMarker, undoPlaceholderLua)
+	refundScript = newScript(refundFrame, undoMarker, undoLua)
 )
+
+// algorithmsLua returns the Lua function of every algorithm, from package
+// algorithm, each registered in the DECIDE table under its Kind.
+func algorithmsLua() string {
+	var b strings.Builder
+	for k := algorithm.SlidingWindow; k <= algorithm.GCRA; k++ {
+		b.WriteString(algorithm.LuaSource(k))
+		fmt.Fprintf(&b, "\nDECIDE[%d] = %s\n\n", k, algorithm.LuaFunction(k))
+	}
+	return b.String()
+}
 
 // exec runs sc with EVALSHA. When Redis no longer has the script (after
 // SCRIPT FLUSH, a restart or a failover to a node that never loaded it), it

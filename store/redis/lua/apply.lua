@@ -39,7 +39,10 @@ local cost = tonumber(ARGV[2])
 local with_state = ARGV[3] == '1'
 
 local reply = {1, now}
-local writes = {}
+-- pending holds the new state of each key decided so far, so that a key
+-- listed twice is charged twice, in order, as the memory store does.
+local pending = {}
+local order = {}
 local all = true
 
 for i = 1, #KEYS do
@@ -49,8 +52,15 @@ for i = 1, #KEYS do
   local burst, delay, max_wait = tonumber(ARGV[p + 3]), tonumber(ARGV[p + 4]), tonumber(ARGV[p + 5])
   local horizon = tonumber(ARGV[p + 6])
 
-  local old = redis.call('HMGET', KEYS[i], 'a', 'b', 'c')
-  local a, b, c = tonumber(old[1]) or 0, tonumber(old[2]) or 0, tonumber(old[3]) or 0
+  local key = KEYS[i]
+  local a, b, c
+  local prev = pending[key]
+  if prev then
+    a, b, c = prev[1], prev[2], prev[3]
+  else
+    local old = redis.call('HMGET', key, 'a', 'b', 'c')
+    a, b, c = tonumber(old[1]) or 0, tonumber(old[2]) or 0, tonumber(old[3]) or 0
+  end
   local na, nb, nc, allowed, reason, limit, remaining, reset_after, retry_after, wait =
     DECIDE[kind](a, b, c, now, quota, window, burst, delay, max_wait, cost)
 
@@ -62,7 +72,15 @@ for i = 1, #KEYS do
     if ttl < horizon then
       ttl = horizon
     end
-    writes[#writes + 1] = {KEYS[i], na, nb, nc, ttl}
+    if prev then
+      prev[1], prev[2], prev[3] = na, nb, nc
+      if ttl > prev[4] then
+        prev[4] = ttl
+      end
+    else
+      pending[key] = {na, nb, nc, ttl}
+      order[#order + 1] = key
+    end
   end
 
   local n = #reply
@@ -80,9 +98,10 @@ if not all then
   return reply
 end
 
-for _, w in ipairs(writes) do
-  redis.call('HSET', w[1], 'a', string.format('%.0f', w[2]),
-    'b', string.format('%.0f', w[3]), 'c', string.format('%.0f', w[4]))
-  redis.call('PEXPIRE', w[1], w[5])
+for _, key in ipairs(order) do
+  local w = pending[key]
+  redis.call('HSET', key, 'a', string.format('%.0f', w[1]),
+    'b', string.format('%.0f', w[2]), 'c', string.format('%.0f', w[3]))
+  redis.call('PEXPIRE', key, w[4])
 end
 return reply

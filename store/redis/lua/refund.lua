@@ -1,19 +1,13 @@
 -- refund.lua gives back the charge of a request that one Redis Cluster slot
 -- admitted while another slot denied it. The undo functions are inserted
--- where the UNDO marker stands; each is registered as UNDO[kind] with this
--- signature:
---
---   UNDO[kind](a, b, c, a0, b0, c0, a1, b1, c1, quota, window, burst, cost)
---     -> a, b, c
---
--- where (a, b, c) is the current state, (a0, b0, c0) the state before the
--- charge and (a1, b1, c1) the state the charge wrote. It returns the current
--- state without the charge, never with more budget than that.
+-- where the UNDO marker stands (see undo.lua).
 --
 -- KEYS[i]   state of check i, charged by apply.lua for this request.
--- ARGV[1]   cost of the request.
--- ARGV[2 + 11(i-1) ...] for check i: kind, quota, window, burst, horizon in
---           milliseconds, a0, b0, c0, a1, b1, c1.
+-- ARGV[1]   now in Unix microseconds, or "" to read the Redis clock (TIME).
+-- ARGV[2]   cost of the request.
+-- ARGV[3 + 10(i-1) ...] for check i: kind, quota, window, horizon in
+--           milliseconds, the state before the charge (a0, b0, c0) and the
+--           state the charge wrote (a1, b1, c1).
 --
 -- Reply: the number of keys refunded.
 
@@ -25,15 +19,22 @@ local function fmt(x)
   return string.format('%.0f', x)
 end
 
-local cost = tonumber(ARGV[1])
+local now
+if ARGV[1] == '' then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+else
+  now = tonumber(ARGV[1])
+end
+local cost = tonumber(ARGV[2])
 local refunded = 0
-for i = 1, #KEYS do
-  local p = 2 + 11 * (i - 1)
+-- Newest charge first, so that a key charged twice is restored step by step.
+for i = #KEYS, 1, -1 do
+  local p = 3 + 10 * (i - 1)
   local kind = tonumber(ARGV[p])
-  local quota, window, burst = tonumber(ARGV[p + 1]), tonumber(ARGV[p + 2]), tonumber(ARGV[p + 3])
-  local horizon = tonumber(ARGV[p + 4])
-  local a0, b0, c0 = tonumber(ARGV[p + 5]), tonumber(ARGV[p + 6]), tonumber(ARGV[p + 7])
-  local a1, b1, c1 = tonumber(ARGV[p + 8]), tonumber(ARGV[p + 9]), tonumber(ARGV[p + 10])
+  local quota, window, horizon = tonumber(ARGV[p + 1]), tonumber(ARGV[p + 2]), tonumber(ARGV[p + 3])
+  local a0, b0, c0 = tonumber(ARGV[p + 4]), tonumber(ARGV[p + 5]), tonumber(ARGV[p + 6])
+  local a1, b1, c1 = tonumber(ARGV[p + 7]), tonumber(ARGV[p + 8]), tonumber(ARGV[p + 9])
 
   local cur = redis.call('HMGET', KEYS[i], 'a', 'b', 'c')
   if cur[1] then
@@ -48,7 +49,7 @@ for i = 1, #KEYS do
       end
       refunded = refunded + 1
     else
-      local na, nb, nc = UNDO[kind](a, b, c, a0, b0, c0, a1, b1, c1, quota, window, burst, cost)
+      local na, nb, nc = UNDO[kind](a, b, c, a0, b0, c0, a1, b1, c1, now, quota, window, cost)
       if na ~= a or nb ~= b or nc ~= c then
         -- HSET keeps the TTL of the key.
         redis.call('HSET', KEYS[i], 'a', fmt(na), 'b', fmt(nb), 'c', fmt(nc))
