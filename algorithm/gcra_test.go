@@ -1,6 +1,9 @@
 package algorithm
 
-import "testing"
+import (
+	"math/rand/v2"
+	"testing"
+)
 
 func TestGCRATenPerTenSeconds(t *testing.T) {
 	t.Parallel()
@@ -92,4 +95,132 @@ func TestLeakyQueueMaxWait(t *testing.T) {
 		{"would wait 1.1s", 400 * ms, 2, Decision{Reason: ReasonQueueFull, ResetAfter: 1100 * ms, RetryAfter: 100 * ms}},
 		{"cost two waits 1s", 500 * ms, 2, Decision{Allowed: true, ResetAfter: 2 * second, Wait: 1 * second}},
 	})
+}
+
+// The reference below is the generic cell rate algorithm GCRA(I, L) as
+// ITU-T Recommendation I.371 and the ATM Forum Traffic Management
+// Specification 4.0 define it, in its two equivalent forms:
+//
+// Virtual scheduling: the first cell sets TAT to its arrival time ta. A
+// cell arriving at ta with TAT < ta conforms and sets TAT = ta + I. One
+// with TAT > ta + L does not conform and leaves TAT alone. Any other
+// conforms and sets TAT = TAT + I.
+//
+// Continuous-state leaky bucket: the first cell sets the counter X = 0 and
+// the last conformance time LCT = ta. A cell computes X' = X − (ta − LCT),
+// with X' = 0 when negative. It does not conform when X' > L, and
+// otherwise sets X = X' + I and LCT = ta.
+//
+// calm's GCRA with quota q per window w and capacity c is GCRA(w/q,
+// (c−1)·w/q) for requests of cost 1. The references run on times scaled by
+// q, so that I = w and L = (c−1)·w are integers.
+
+type virtualScheduling struct {
+	tat, increment, limit int64
+	started               bool
+}
+
+func (v *virtualScheduling) arrive(ta int64) bool {
+	if !v.started || v.tat < ta {
+		v.started = true
+		v.tat = ta + v.increment
+		return true
+	}
+	if v.tat > ta+v.limit {
+		return false
+	}
+	v.tat += v.increment
+	return true
+}
+
+type continuousBucket struct {
+	x, lct, increment, limit int64
+	started                  bool
+}
+
+func (b *continuousBucket) arrive(ta int64) bool {
+	if !b.started {
+		b.started = true
+		b.x, b.lct = 0, ta
+	}
+	x := max(b.x-(ta-b.lct), 0)
+	if x > b.limit {
+		return false
+	}
+	b.x, b.lct = x+b.increment, ta
+	return true
+}
+
+// TestGCRAReferenceTrace checks GCRA(I = 1.5 s, L = 3 s) against a trace
+// worked out by hand from the virtual scheduling rules, value by value:
+// conformance and the TAT after each arrival.
+func TestGCRAReferenceTrace(t *testing.T) {
+	t.Parallel()
+	l := Limit{Quota: 2, Window: 3 * second, Burst: 3} // I = 1.5 s, L = 2 × I
+	tests := []struct {
+		name    string
+		at      int64 // arrival time ta
+		conform bool
+		tat     int64 // TAT after the arrival
+	}{
+		{"first cell sets TAT", 0, true, 1500 * ms},
+		{"TAT 1.5 ≤ 0 + 3", 0, true, 3 * second},
+		{"TAT 3 ≤ 0 + 3", 0, true, 4500 * ms},
+		{"TAT 4.5 > 0 + 3", 0, false, 4500 * ms},
+		{"TAT 4.5 > 1 + 3", 1 * second, false, 4500 * ms},
+		{"TAT 4.5 ≤ 2 + 3", 2 * second, true, 6 * second},
+		{"TAT 6 ≤ 4.5 + 3", 4500 * ms, true, 7500 * ms},
+		{"TAT 7.5 ≤ 4.5 + 3", 4500 * ms, true, 9 * second},
+		{"TAT 9 > 4.5 + 3", 4500 * ms, false, 9 * second},
+		{"TAT 9 < 10 restarts", 10 * second, true, 11500 * ms},
+		{"TAT 11.5 ≤ 10.1 + 3", 10100 * ms, true, 13 * second},
+		{"TAT 13 ≤ 10.1 + 3", 10100 * ms, true, 14500 * ms},
+		{"TAT 14.5 > 10.1 + 3", 10100 * ms, false, 14500 * ms},
+	}
+	var s State
+	for i, tc := range tests {
+		next, d := Decide(GCRA, s, epoch+tc.at, l, 1)
+		if d.Allowed != tc.conform {
+			t.Fatalf("arrival %d (%s): Allow(%d) = %v, want %v", i, tc.name, tc.at, d.Allowed, tc.conform)
+		}
+		if d.Allowed {
+			s = next
+		}
+		if got := s.A - epoch; got != tc.tat || s.B != 0 {
+			t.Fatalf("arrival %d (%s): TAT = %d + %d/q, want %d", i, tc.name, got, s.B, tc.tat)
+		}
+	}
+}
+
+// TestGCRAMatchesReference replays random traces through Decide and both
+// reference forms, with rates that do not divide the window.
+func TestGCRAMatchesReference(t *testing.T) {
+	t.Parallel()
+	r := rand.New(rand.NewPCG(3, 71))
+	for trace := range 200 {
+		q := 1 + r.Int64N(20)
+		w := MinWindow + r.Int64N(10*second)
+		c := 1 + r.Int64N(12)
+		l := Limit{Quota: q, Window: w, Burst: c}
+		vs := virtualScheduling{increment: w, limit: (c - 1) * w}
+		lb := continuousBucket{increment: w, limit: (c - 1) * w}
+
+		var s State
+		now := int64(0)
+		for i := range 300 {
+			now += r.Int64N(2*w/q + 1)
+			next, d := Decide(GCRA, s, epoch+now, l, 1)
+			wantVS, wantLB := vs.arrive(now*q), lb.arrive(now*q)
+			if d.Allowed != wantVS || d.Allowed != wantLB {
+				t.Fatalf("trace %d (%+v) arrival %d at %d: Allow = %v, virtual scheduling %v, leaky bucket %v",
+					trace, l, i, now, d.Allowed, wantVS, wantLB)
+			}
+			if d.Allowed {
+				s = next
+			}
+			if got := (s.A-epoch)*q + s.B; got != vs.tat {
+				t.Fatalf("trace %d (%+v) arrival %d: TAT×q = %d, reference %d", trace, l, i, got, vs.tat)
+			}
+		}
+	}
 }
