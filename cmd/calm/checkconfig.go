@@ -64,19 +64,25 @@ func printPolicy(w io.Writer, pc policy.Config) {
 	fmt.Fprintf(tw, "  any other request\t%s\tpolicy %s\n", limitsText(pc.DefaultLimits, nil),
 		calm.DefaultPolicy)
 	for _, g := range pc.Groups {
+		// A group without limits of its own uses the default limits, and
+		// reports them as the default policy.
+		groupPolicy := calm.DefaultPolicy
+		if len(g.Limits) > 0 {
+			groupPolicy = nameOr(g.Name, g.Prefix)
+		}
 		fmt.Fprintf(tw, "  %s/*\t%s\tpolicy %s%s\n", strings.TrimSuffix(g.Prefix, "/"),
-			limitsText(g.Limits, pc.DefaultLimits), nameOr(g.Name, g.Prefix),
+			limitsText(g.Limits, pc.DefaultLimits), groupPolicy,
 			extras(g.Scope, g.Cost, g.Algorithm))
 		if len(g.Budget) > 0 {
-			fmt.Fprintf(tw, "    budget shared by %s\t%s\tpolicy %s-budget\n", g.Prefix,
-				limitsText(g.Budget, nil), nameOr(g.Name, g.Prefix))
+			fmt.Fprintf(tw, "    budget shared by %s/*\t%s\tpolicy %s-budget\n",
+				strings.TrimSuffix(g.Prefix, "/"), limitsText(g.Budget, nil), nameOr(g.Name, g.Prefix))
 		}
 		for _, r := range g.Routes {
-			printRoute(tw, r, "    ", limitsOr(g.Limits, pc.DefaultLimits), nameOr(g.Name, g.Prefix))
+			printRoute(tw, r, "    ", limitsOr(g.Limits, pc.DefaultLimits), groupPolicy)
 		}
 	}
 	for _, r := range pc.Routes {
-		printRoute(tw, r, "  ", pc.DefaultLimits, "")
+		printRoute(tw, r, "  ", pc.DefaultLimits, calm.DefaultPolicy)
 	}
 	tw.Flush()
 
@@ -90,10 +96,13 @@ func printPolicy(w io.Writer, pc policy.Config) {
 	}
 }
 
-func printRoute(w io.Writer, r policy.Route, indent string, inherited []string, group string) {
+// printRoute writes one route; inherited and inheritedPolicy are the limits
+// and policy name it uses when it has no limits of its own.
+func printRoute(w io.Writer, r policy.Route, indent string, inherited []string,
+	inheritedPolicy string) {
 	name := nameOr(r.Name, r.Pattern)
 	if len(r.Limits) == 0 {
-		name = nameOr(group, calm.DefaultPolicy)
+		name = inheritedPolicy
 	}
 	fmt.Fprintf(w, "%s%s\t%s\tpolicy %s%s\n", indent, r.Pattern, limitsText(r.Limits, inherited),
 		name, extras(r.Scope, r.Cost, r.Algorithm))

@@ -70,8 +70,10 @@ func TestCheckConfigExample(t *testing.T) {
 		exampleConfig + ": valid",
 		"RATELIMIT_STATUS_CODE              config file  420",
 		"RATELIMIT_KEY_PREFIX               default      ratelimit",
-		"POST /auth/login     3/minute, 10/hour      policy login",
-		"GET /api/test          100/minute, 1000/hour  policy default",
+		"    POST /auth/login         3/minute, 10/hour      policy login\n",
+		"    GET /api/test            100/minute, 1000/hour  policy default\n",
+		"    budget shared by /api/*  100/minute             policy api-budget\n",
+		"    POST /api/reports        100/minute, 1000/hour  policy default (cost 10)\n",
 		"Never limited: /healthz, /readyz, /metrics",
 	} {
 		if !strings.Contains(stdout, want) {

@@ -21,6 +21,7 @@ var demoHandlers = map[string]http.HandlerFunc{
 	"GET /api/me":          demoMe,
 	"POST /api/upload":     demoUpload,
 	"GET /api/export":      demoExport,
+	"POST /api/reports":    demoReports,
 }
 
 // demoPolicy returns the limits of the demo API: tight limits on
@@ -38,17 +39,28 @@ func demoPolicy() policy.Config {
 				{Pattern: "POST /auth/register", Name: "register",
 					Limits: []string{"2/minute", "5/hour"}},
 			},
+		}, {
+			// Every /api request also spends the client's shared budget of
+			// 100 units a minute; a report costs 10 of them.
+			Prefix: "/api",
+			Name:   "api",
+			Budget: []string{"100/minute"},
+			Routes: []policy.Route{
+				{Pattern: "GET /api/test"},
+				{Pattern: "GET /api/me", Limits: []string{"60/minute", "500/hour"}},
+				{Pattern: "POST /api/upload", Limits: []string{"10/minute"}},
+				{Pattern: "GET /api/export", Limits: []string{"5/minute"}},
+				{Pattern: "POST /api/reports", Cost: costOf(10)},
+			},
 		}},
 		Routes: []policy.Route{
 			{Pattern: "GET /public/products", Limits: []string{"100/minute"}},
 			{Pattern: "GET /public/search", Limits: []string{"50/minute"}},
-			{Pattern: "GET /api/test"},
-			{Pattern: "GET /api/me", Limits: []string{"60/minute", "500/hour"}},
-			{Pattern: "POST /api/upload", Limits: []string{"10/minute"}},
-			{Pattern: "GET /api/export", Limits: []string{"5/minute"}},
 		},
 	}
 }
+
+func costOf(n int64) *int64 { return &n }
 
 // newDemoMux returns the demo API's routes.
 func newDemoMux() *http.ServeMux {
@@ -165,6 +177,13 @@ func demoUpload(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"message": "uploaded", "bytes": n})
+}
+
+func demoReports(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusAccepted, map[string]string{
+		"message": "report queued",
+		"detail":  "a report costs 10 units of the shared /api budget of 100 per minute",
+	})
 }
 
 func demoExport(w http.ResponseWriter, r *http.Request) {

@@ -691,3 +691,25 @@ type atomicCounter struct{ n atomic.Int64 }
 
 func (c *atomicCounter) add()        { c.n.Add(1) }
 func (c *atomicCounter) load() int64 { return c.n.Load() }
+
+func TestDemoSharedBudget(t *testing.T) {
+	t.Parallel()
+	p := startCalm(t, nil)
+	// Five reports of cost 10 spend half of the /api budget of 100 per
+	// minute, so 50 cheap requests spend the rest.
+	for i := range 5 {
+		resp, body := do(t, "POST", p.url+"/api/reports", nil, nil)
+		if resp.StatusCode != http.StatusAccepted {
+			t.Fatalf("report %d = %d, want 202: %s", i+1, resp.StatusCode, body)
+		}
+	}
+	for i := range 50 {
+		resp, body := do(t, "GET", p.url+"/api/test", nil, nil)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET /api/test #%d after 5 reports = %d, want 200: %s",
+				i+1, resp.StatusCode, body)
+		}
+	}
+	resp, body := do(t, "GET", p.url+"/api/test", nil, nil)
+	checkDenied(t, resp, body, 420, "api-budget", "100")
+}
