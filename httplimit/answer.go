@@ -9,7 +9,7 @@ import (
 	"github.com/calm-limiter/calm/policy"
 )
 
-// Body is the JSON body of a denied answer.
+// Body is the JSON body of a denied response.
 type Body struct {
 	Message   string    `json:"message"`
 	Detail    string    `json:"detail"`
@@ -32,7 +32,7 @@ type LimitInfo struct {
 	Reason string `json:"reason"`
 }
 
-// Deny answers a denied request: the rate-limit headers of res, the
+// Deny writes the response to a denied request: the rate-limit headers of res, the
 // configured status (420 by default) and the JSON Body. Use it with Check.
 func (l *Limiter) Deny(w http.ResponseWriter, res calm.Result) {
 	l.WriteHeaders(w, res)
@@ -56,14 +56,15 @@ func (l *Limiter) writeDenied(w http.ResponseWriter, res calm.Result) {
 	writeJSON(w, l.status, Body{Message: l.message, Detail: l.detail, LimitInfo: info})
 }
 
-// errorBody is the JSON body of answers that are not rate-limit denials.
+// errorBody is the JSON body of error responses other than rate-limit
+// denials.
 type errorBody struct {
 	Message string `json:"message"`
 	Detail  string `json:"detail"`
 	Reason  string `json:"reason"`
 }
 
-// writeInvalidCost answers a request whose cost function failed: 400,
+// writeInvalidCost responds 400 to a request whose cost function failed,
 // because the cost comes from the request, such as a row count.
 func (l *Limiter) writeInvalidCost(w http.ResponseWriter, m policy.Match, res calm.Result) {
 	writeJSON(w, http.StatusBadRequest, errorBody{
@@ -73,7 +74,7 @@ func (l *Limiter) writeInvalidCost(w http.ResponseWriter, m policy.Match, res ca
 	})
 }
 
-// writeUnavailable answers a request that could not be checked while the
+// writeUnavailable responds 503 to a request that could not be checked while the
 // limiter fails closed.
 func (l *Limiter) writeUnavailable(w http.ResponseWriter) {
 	writeJSON(w, http.StatusServiceUnavailable, errorBody{
@@ -86,7 +87,8 @@ func (l *Limiter) writeUnavailable(w http.ResponseWriter) {
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	body, err := json.Marshal(v)
 	if err != nil {
-		// The bodies hold only strings and integers; Marshal cannot fail.
+		// Marshal fails only on unsupported types and values, and the bodies
+		// contain only strings and integers.
 		body = []byte(`{"message":"internal error"}`)
 	}
 	body = append(body, '\n')

@@ -29,9 +29,9 @@ const (
 // before the status is written.
 //
 // RateLimit-Reset and the draft's t parameter count whole seconds, rounded
-// up, until the rule's budget is back. On a denied answer, the reset of
+// up, until the rule's budget is back. On a denied response, the reset of
 // every exhausted rule is the time until it admits a request again, so
-// that Retry-After is never earlier than a reset the answer reports.
+// that Retry-After is never earlier than a reset the response reports.
 func (l *Limiter) WriteHeaders(w http.ResponseWriter, res calm.Result) {
 	setHeaders(w.Header(), l.headers, res)
 }
@@ -139,11 +139,11 @@ func deciding(res calm.Result, q calm.Quota) bool {
 	return q.Policy == res.Policy && q.Scope == res.Scope && q.Rule == res.Rule
 }
 
-// draftNames gives each quota a distinct list item name. The name is the
-// policy name; a policy found in several scopes gets "-endpoint" or
-// "-global" on its non-user items, a policy with several rules gets the
-// window in seconds ("default-60s"), and a name that is still taken gets
-// "-2", "-3" and so on.
+// draftNames gives each quota a distinct list item name, starting from
+// the policy name. A policy found in several scopes gets "-endpoint" or
+// "-global" on its non-user items. A policy with several rules gets the
+// window in seconds ("default-60s"). A name that is still taken gets "-2",
+// "-3" and so on.
 func draftNames(quotas []calm.Quota) []string {
 	names := make([]string, len(quotas))
 	for i, q := range quotas {

@@ -88,7 +88,7 @@ func newFixture(t testing.TB, cfg Config) *fixture {
 	return f
 }
 
-// okHandler answers 200 "ok".
+// okHandler responds 200 "ok".
 var okHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 	w.Write([]byte("ok"))
 })

@@ -8,12 +8,12 @@
 //   - Limiter.Limit and Limiter.NewRoute, per-route wrappers that declare
 //     limits next to the handler, with an optional cost or cost function.
 //   - Limiter.Check, for code that decides itself, with WriteHeaders and
-//     Deny to answer like the middleware does.
+//     Deny to respond as the middleware does.
 //
 // Limiter.SlowDown delays requests over the limit instead of rejecting
 // them, up to a maximum delay.
 //
-// # Answers and headers
+// # Responses and headers
 //
 // A denied request gets status 420 (or Config.StatusCode, such as 429) and
 // a JSON body with "message", "detail" and "limit_info". Every limited
@@ -45,7 +45,7 @@
 //
 // When the store fails, the middleware fails open by default: the request
 // passes with the header "X-RateLimit-Enforced: false" and no other
-// rate-limit headers. With Config.FailClosed it answers 503 instead.
+// rate-limit headers. With Config.FailClosed it responds 503 instead.
 // Either way the first failure is logged at warning level and the recovery
 // at info level, with no line per request in between.
 package httplimit
@@ -65,7 +65,7 @@ import (
 // StatusEnhanceYourCalm is calm's default status for denied requests.
 const StatusEnhanceYourCalm = 420
 
-// Defaults of the denied answer's body.
+// Defaults of the denied response's body.
 const (
 	DefaultMessage = "Enhance Your Calm"
 	DefaultDetail  = "Too many requests: retry after the number of seconds in Retry-After."
@@ -88,7 +88,7 @@ const (
 	// HeadersDraft sends the structured RateLimit-Policy and RateLimit
 	// fields of draft-ietf-httpapi-ratelimit-headers -08 and later.
 	HeadersDraft
-	// HeadersNone sends no rate-limit fields; denied answers keep
+	// HeadersNone sends no rate-limit fields. Denied responses keep
 	// Retry-After, which is standard HTTP.
 	HeadersNone
 )
@@ -125,11 +125,11 @@ type Config struct {
 	// per client and endpoint.
 	Policy policy.Config
 
-	// Mux, when set, is the application's router. The middleware asks it
-	// for the route pattern of each request, so that /users/1 and /users/2
-	// share the limits of "GET /users/{id}". Without it, requests that no
-	// configured route matches share their group's or one catch-all
-	// endpoint.
+	// Mux, when set, is the application's router. The middleware looks up
+	// the route pattern of each request in it, so that /users/1 and
+	// /users/2 share the limits of "GET /users/{id}". Without it, requests
+	// that no configured route matches share their group's endpoint or one
+	// catch-all endpoint.
 	Mux *http.ServeMux
 
 	// MaxEndpoints bounds how many distinct application patterns become
@@ -149,10 +149,10 @@ type Config struct {
 	// slice it is given. Nil applies the policy's checks as they are.
 	Checks func(r *http.Request, checks []calm.Check) []calm.Check
 
-	// StatusCode is the status of denied answers: 420 (default) or 429.
+	// StatusCode is the status of denied responses: 420 (default) or 429.
 	StatusCode int
 
-	// Message and Detail fill the denied answer's body. Defaults:
+	// Message and Detail fill the denied response's body. Defaults:
 	// DefaultMessage and DefaultDetail.
 	Message string
 	Detail  string
@@ -160,7 +160,7 @@ type Config struct {
 	// Headers chooses the rate-limit header fields. Default: HeadersBoth.
 	Headers HeaderMode
 
-	// FailClosed answers 503 when the store fails. The default fails open:
+	// FailClosed responds 503 when the store fails. The default fails open:
 	// requests pass with "X-RateLimit-Enforced: false".
 	FailClosed bool
 
@@ -211,13 +211,14 @@ type Limiter struct {
 // New validates cfg and returns a Limiter. The error names the setting,
 // the bad value and the fix.
 func New(cfg Config) (*Limiter, error) {
-	if cfg.Limiter == nil {
-		return nil, errors.New("httplimit: Config.Limiter is nil: pass the result of calm.New")
+	if err := validate(cfg); err != nil {
+		return nil, err
 	}
 	pol, err := policy.New(cfg.Policy)
 	if err != nil {
 		return nil, fmt.Errorf("httplimit: invalid policy:\n%w", err)
 	}
+
 	l := &Limiter{
 		limiter:      cfg.Limiter,
 		policy:       pol,
@@ -239,17 +240,6 @@ func New(cfg Config) (*Limiter, error) {
 	if l.status == 0 {
 		l.status = StatusEnhanceYourCalm
 	}
-	if l.status != StatusEnhanceYourCalm && l.status != http.StatusTooManyRequests {
-		return nil, fmt.Errorf("httplimit: invalid StatusCode %d: use 420 or 429", cfg.StatusCode)
-	}
-	if cfg.Headers > HeadersNone {
-		return nil, fmt.Errorf("httplimit: invalid Headers %d: use HeadersBoth, HeadersLegacy, HeadersDraft or HeadersNone",
-			cfg.Headers)
-	}
-	if cfg.MaxEndpoints < 0 {
-		return nil, fmt.Errorf("httplimit: invalid MaxEndpoints %d: use a positive number, or 0 for %d",
-			cfg.MaxEndpoints, defaultMaxEndpoints)
-	}
 	if l.maxEndpoints == 0 {
 		l.maxEndpoints = defaultMaxEndpoints
 	}
@@ -258,6 +248,24 @@ func New(cfg Config) (*Limiter, error) {
 	}
 	l.log = l.log.With("component", "httplimit")
 	return l, nil
+}
+
+// validate checks the fields of cfg that have no policy of their own.
+func validate(cfg Config) error {
+	switch {
+	case cfg.Limiter == nil:
+		return errors.New("httplimit: Config.Limiter is nil: pass the result of calm.New")
+	case cfg.StatusCode != 0 && cfg.StatusCode != StatusEnhanceYourCalm &&
+		cfg.StatusCode != http.StatusTooManyRequests:
+		return fmt.Errorf("httplimit: invalid StatusCode %d: use 420 or 429", cfg.StatusCode)
+	case cfg.Headers > HeadersNone:
+		return fmt.Errorf("httplimit: invalid Headers %d: use HeadersBoth, HeadersLegacy, HeadersDraft or HeadersNone",
+			cfg.Headers)
+	case cfg.MaxEndpoints < 0:
+		return fmt.Errorf("httplimit: invalid MaxEndpoints %d: use a positive number, or 0 for %d",
+			cfg.MaxEndpoints, defaultMaxEndpoints)
+	}
+	return nil
 }
 
 func cmp(v, fallback string) string {

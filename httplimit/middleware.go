@@ -31,7 +31,7 @@ func (l *Limiter) Middleware(next http.Handler) http.Handler {
 
 // Check applies the policy to r as the middleware would and returns the
 // result without writing anything; it charges the request when allowed.
-// Answer a denied request with Deny, and call WriteHeaders on allowed ones
+// Respond to a denied request with Deny, and call WriteHeaders on allowed ones
 // to send the rate-limit headers.
 //
 // An excluded request returns an allowed Result with no Quotas. When the
@@ -85,7 +85,7 @@ func (l *Limiter) boundPattern(pattern string) string {
 	return pattern
 }
 
-// serve runs the check of m and answers or calls next.
+// serve runs the check of m and either responds or calls next.
 func (l *Limiter) serve(w http.ResponseWriter, r *http.Request, next http.Handler, m policy.Match) {
 	if !m.Limited {
 		next.ServeHTTP(w, r)
@@ -93,7 +93,7 @@ func (l *Limiter) serve(w http.ResponseWriter, r *http.Request, next http.Handle
 	}
 	res, client, err := l.apply(r, m)
 	if err != nil {
-		if !l.answerError(w, r, m, res, err) {
+		if !l.respondError(w, r, m, res, err) {
 			next.ServeHTTP(w, r)
 		}
 		return
@@ -107,9 +107,9 @@ func (l *Limiter) serve(w http.ResponseWriter, r *http.Request, next http.Handle
 	next.ServeHTTP(w, r)
 }
 
-// answerError answers a failed check. It returns false when the request
+// respondError responds to a failed check. It returns false when the request
 // should pass (fail open).
-func (l *Limiter) answerError(
+func (l *Limiter) respondError(
 	w http.ResponseWriter, r *http.Request, m policy.Match, res calm.Result, err error,
 ) bool {
 	switch {
@@ -118,7 +118,7 @@ func (l *Limiter) answerError(
 		l.writeInvalidCost(w, m, res)
 		return true
 	case r.Context().Err() != nil:
-		// The client is gone; nobody reads an answer.
+		// The client is gone, so no response is written.
 		return true
 	case l.failOpen:
 		if l.headers != HeadersNone {
@@ -150,7 +150,7 @@ func (l *Limiter) check(r *http.Request, m policy.Match) (calm.Result, error) {
 // allocation: the endpoint's limits and a group budget.
 const maxInlineChecks = 4
 
-// apply identifies the client, computes the cost and asks the limiter. It
+// apply identifies the client, computes the cost and calls the limiter. It
 // returns the client key for the violation log.
 func (l *Limiter) apply(r *http.Request, m policy.Match) (calm.Result, string, error) {
 	client := l.clientKey(r)

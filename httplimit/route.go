@@ -19,7 +19,7 @@ func Cost(n int64) RouteOption {
 }
 
 // CostFunc computes each request's cost from the request, such as from the
-// number of rows it asks for. An error or a negative cost rejects the
+// number of rows it requests. An error or a negative cost rejects the
 // request with 400 and charges nothing.
 func CostFunc(f func(*http.Request) (int64, error)) RouteOption {
 	return func(r *policy.Route, _ *string) { r.CostFunc = f }
@@ -94,8 +94,8 @@ func (l *Limiter) Limit(limits string, next http.Handler, opts ...RouteOption) h
 	return rt.Wrap(next)
 }
 
-// Wrap returns a handler that checks rt before calling next, and answers
-// denied requests as the middleware does.
+// Wrap returns a handler that checks rt before calling next, and responds
+// to denied requests as the middleware does.
 func (rt *Route) Wrap(next http.Handler) http.Handler {
 	return &routeHandler{route: rt, next: next}
 }
@@ -110,7 +110,7 @@ func (h *routeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.route.l.serve(w, r, h.next, h.route.match(r))
 }
 
-// Check applies rt to r and returns the result without answering, as
+// Check applies rt to r and returns the result without responding, as
 // Limiter.Check does.
 func (rt *Route) Check(r *http.Request) (calm.Result, error) {
 	return rt.l.check(r, rt.match(r))

@@ -15,7 +15,7 @@ type sfItem struct {
 	order  []string
 }
 
-// parseSFList parses a List field value as RFC 9651 section 4.2.1 says,
+// parseSFList parses a List field value as RFC 9651 section 4.2.1 specifies,
 // for the subset of types the rate-limit fields use. It rejects inner lists,
 // decimals and byte sequences rather than skipping them.
 func parseSFList(s string) ([]sfItem, error) {

@@ -47,8 +47,8 @@ type SlowDownConfig struct {
 // (calm.Result.Wait) is held for that wait. A denied request whose budget
 // returns within MaxDelay waits for it (calm.Result.RetryAfter) and is
 // checked again; nothing is charged while it waits. A request whose client
-// goes away stops waiting and gets no answer. A request that cannot pass
-// within MaxDelay is denied with the usual answer.
+// goes away stops waiting and gets no response. A request that cannot pass
+// within MaxDelay is denied with the usual response.
 func (l *Limiter) SlowDown(cfg SlowDownConfig) (func(http.Handler) http.Handler, error) {
 	if cfg.MaxDelay < 0 {
 		return nil, fmt.Errorf("httplimit: invalid MaxDelay %s: use a positive duration such as 5s, or 0 for %s",
@@ -93,7 +93,7 @@ func (s *slowDown) serve(w http.ResponseWriter, r *http.Request, next http.Handl
 	for attempt := 1; ; attempt++ {
 		res, client, err := s.l.apply(r, m)
 		if err != nil {
-			if !s.l.answerError(w, r, m, res, err) {
+			if !s.l.respondError(w, r, m, res, err) {
 				next.ServeHTTP(w, r)
 			}
 			return

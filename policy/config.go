@@ -81,7 +81,8 @@ type Route struct {
 	Pattern string `yaml:"pattern" json:"pattern"`
 
 	// Name is the policy name reported in X-RateLimit-Policy and in the
-	// RateLimit-Policy field. Default: the pattern.
+	// RateLimit-Policy field. Default: the pattern when the route has its
+	// own Limits, else the name of the limits it inherits.
 	Name string `yaml:"name" json:"name"`
 
 	// Limits are the route's rules, such as ["3/minute", "10/hour"]. Empty

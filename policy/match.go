@@ -28,8 +28,8 @@ type Match struct {
 
 // Match returns the limits that apply to r. appPattern is the pattern of
 // the application's router that r matches, such as "GET /users/{id}", or ""
-// when unknown; it becomes the endpoint of requests that no configured
-// route matches. It must come from the router, never from the raw path.
+// when unknown. It becomes the endpoint of requests that no configured
+// route matches, so it must come from the router, never from the raw path.
 func (p *Policy) Match(r *http.Request, appPattern string) Match {
 	if r.URL == nil {
 		return Match{Limited: true, Endpoint: CatchAllEndpoint, Cost: 1, sets: [2]*ruleSet{p.defaults}}

@@ -212,6 +212,11 @@ func (b *builder) route(setting string, r Route, g *group) {
 		rt.limits = b.ruleSet(setting+".limits", r.Limits, "", name, r.Scope, r.Algorithm, r.Burst)
 	} else {
 		rt.limits = b.inherit(setting, inherited, r.Scope, "", r.Algorithm, r.Burst)
+		if r.Name != "" {
+			renamed := *rt.limits
+			renamed.policy = b.name(setting+".name", r.Name, "")
+			rt.limits = &renamed
+		}
 	}
 	b.p.byRoute[r.Pattern] = rt
 }
@@ -318,7 +323,7 @@ func underPrefix(p, prefix string) bool {
 	return p == prefix || strings.HasPrefix(p, prefix+"/")
 }
 
-// cleanPath returns the canonical form of p as ServeMux sees it: rooted,
+// cleanPath returns the canonical form of p that ServeMux matches: rooted,
 // without "." and ".." elements or repeated slashes, and with a trailing
 // slash kept.
 func cleanPath(p string) string {

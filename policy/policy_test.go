@@ -33,6 +33,7 @@ func demoConfig() Config {
 				Budget: []string{"100/minute"},
 				Routes: []Route{
 					{Pattern: "POST /api/reports", Cost: int64p(10)},
+					{Pattern: "GET /api/test", Name: "test"},
 					{Pattern: "GET /api/me", Limits: []string{"60/minute", "500/hour"}},
 				},
 			},
@@ -66,7 +67,8 @@ func TestMatch(t *testing.T) {
 		{"not a group", "GET", "/authors", "", true, "*", "default", 1, 1},
 		{"budget route with cost", "POST", "/api/reports", "", true, "POST /api/reports", "default", 10, 2},
 		{"budget route with limits", "GET", "/api/me", "", true, "GET /api/me", "GET /api/me", 1, 2},
-		{"budget unknown path", "GET", "/api/test", "", true, "/api/*", "default", 1, 2},
+		{"budget unknown path", "GET", "/api/other", "", true, "/api/*", "default", 1, 2},
+		{"renamed inherited limits", "GET", "/api/test", "", true, "GET /api/test", "test", 1, 2},
 		{"unclean path", "POST", "/auth/../auth//login", "", true, "POST /auth/login", "POST /auth/login", 1, 1},
 		{"catch-all", "GET", "/random/1234", "", true, "*", "default", 1, 1},
 		{"app pattern", "GET", "/items/7", "GET /items/{id}", true, "GET /items/{id}", "default", 1, 1},
