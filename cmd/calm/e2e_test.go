@@ -713,3 +713,47 @@ func TestDemoSharedBudget(t *testing.T) {
 	resp, body := do(t, "GET", p.url+"/api/test", nil, nil)
 	checkDenied(t, resp, body, 420, "api-budget", "100")
 }
+
+func TestServeDrainsOnShutdown(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	up := newUpstream(t, release)
+	p := startCalm(t, nil, "--upstream", up.URL)
+
+	resp, err := client.Get(p.url + "/stream")
+	if err != nil {
+		close(release)
+		t.Fatalf("GET /stream: %v", err)
+	}
+	defer resp.Body.Close()
+	r := bufio.NewReader(resp.Body)
+	if first, err := r.ReadString('\n'); err != nil || first != "first\n" {
+		close(release)
+		t.Fatalf("first streamed line = %q, %v; want \"first\\n\"", first, err)
+	}
+
+	// SIGTERM while the request is open: calm must stop accepting, let the
+	// request finish, and only then exit.
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatalf("sending SIGTERM: %v", err)
+	}
+	waitFor(t, func() bool { return len(p.logLines("calm stopping")) == 1 }, "the stopping line", p)
+	select {
+	case <-p.exited:
+		t.Fatalf("calm exited with a request still open\nlogs:\n%s", p.logs)
+	default:
+	}
+	close(release)
+	rest, err := io.ReadAll(r)
+	if err != nil || string(rest) != "second\n" {
+		t.Errorf("rest of the open request = %q, %v; want \"second\\n\"", rest, err)
+	}
+	select {
+	case <-p.exited:
+	case <-time.After(15 * time.Second):
+		t.Fatalf("calm did not exit within 15s after the last request finished")
+	}
+	if p.err != nil {
+		t.Errorf("calm exited with %v, want status 0\nlogs:\n%s", p.err, p.logs)
+	}
+}
