@@ -39,6 +39,10 @@ type File struct {
 	// HasPolicy reports whether the file sets any policy key besides
 	// default_limits.
 	HasPolicy bool
+	// Tiers is the undecoded "tiers" section (tier names, their limits and
+	// the anonymous limits), which package identity decodes; its Kind is
+	// zero when the file has none.
+	Tiers yaml.Node
 	// order lists the settings keys as written, for stable messages.
 	order []string
 }
@@ -46,6 +50,7 @@ type File struct {
 // document is the shape of a config file.
 type document struct {
 	Settings      yaml.Node `yaml:"settings"`
+	Tiers         yaml.Node `yaml:"tiers"`
 	policy.Config `yaml:",inline"`
 }
 
@@ -81,7 +86,7 @@ func ParseFile(path string, data []byte) (*File, error) {
 		return nil, fmt.Errorf("config file %s: want one YAML document, found more", path)
 	}
 
-	f := &File{Path: path, Settings: map[string]string{}, Policy: doc.Config}
+	f := &File{Path: path, Settings: map[string]string{}, Policy: doc.Config, Tiers: doc.Tiers}
 	if err := f.readSettings(doc.Settings); err != nil {
 		return nil, err
 	}

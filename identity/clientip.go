@@ -135,7 +135,7 @@ func ParseTrustedProxies(s string) ([]netip.Prefix, error) {
 // the peer address is not an IP address (a Unix socket, for example).
 func (c *ClientIPResolver) ClientIP(r *http.Request) netip.Addr {
 	peer := PeerAddr(r)
-	if !peer.IsValid() || !(c.trustPeer || c.isTrusted(peer)) {
+	if !c.TrustsPeer(r) {
 		return peer
 	}
 	for _, name := range c.headers {
@@ -161,6 +161,13 @@ func (c *ClientIPResolver) ClientIP(r *http.Request) netip.Addr {
 		return client
 	}
 	return peer
+}
+
+// TrustsPeer reports whether the direct peer of r may set forwarding
+// headers: it is inside TrustedProxies, or TrustForwardedFor is on.
+func (c *ClientIPResolver) TrustsPeer(r *http.Request) bool {
+	peer := PeerAddr(r)
+	return peer.IsValid() && (c.trustPeer || c.isTrusted(peer))
 }
 
 // ClientNetwork returns the client address grouped for rate limiting: IPv4

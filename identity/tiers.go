@@ -1,11 +1,14 @@
 package identity
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"math/big"
 	"slices"
 	"strings"
+
+	"go.yaml.in/yaml/v3"
 
 	"github.com/calm-limiter/calm"
 )
@@ -179,3 +182,22 @@ func (t *Tiers) Anonymous() []calm.Rule { return t.anonymous }
 
 // Applies reports whether the endpoint's limits come from the tier.
 func (t *Tiers) Applies(endpoint string) bool { return t.all || t.routes[endpoint] }
+
+// DecodeTierConfig decodes the "tiers" section of a config file. Unknown
+// keys are errors, so a misspelt key does not silently drop a tier. A node
+// of kind zero (no section) returns ok false.
+func DecodeTierConfig(node yaml.Node) (cfg TierConfig, ok bool, err error) {
+	if node.Kind == 0 {
+		return TierConfig{}, false, nil
+	}
+	text, err := yaml.Marshal(&node)
+	if err != nil {
+		return TierConfig{}, false, fmt.Errorf("tiers: %w", err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(text))
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil {
+		return TierConfig{}, false, fmt.Errorf("tiers: invalid: %v", err)
+	}
+	return cfg, true, nil
+}

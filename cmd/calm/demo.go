@@ -22,6 +22,7 @@ var demoHandlers = map[string]http.HandlerFunc{
 	"POST /api/upload":     demoUpload,
 	"GET /api/export":      demoExport,
 	"POST /api/reports":    demoReports,
+	"GET /api/tiered":      demoTiered,
 }
 
 // demoPolicy returns the limits of the demo API: tight limits on
@@ -56,6 +57,8 @@ func demoPolicy() policy.Config {
 		Routes: []policy.Route{
 			{Pattern: "GET /public/products", Limits: []string{"100/minute"}},
 			{Pattern: "GET /public/search", Limits: []string{"50/minute"}},
+			// Outside the /api group, so no group budget caps the tier.
+			{Pattern: "GET /api/tiered"},
 		},
 	}
 }

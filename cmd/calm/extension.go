@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"flag"
+	"net"
 	"net/http"
 
 	"github.com/calm-limiter/calm/config"
@@ -90,6 +91,14 @@ type hooks struct {
 	trustForwarded func(r *http.Request) bool
 	// tlsConfig, when set, makes calm serve HTTPS on --addr.
 	tlsConfig *tls.Config
+	// listen, when set, wraps the TCP listener before TLS, and connContext
+	// becomes the server's ConnContext; together they let a TLS hook pass
+	// per-connection data, such as a ClientHello fingerprint, to handlers.
+	listen      func(net.Listener) net.Listener
+	connContext func(ctx context.Context, c net.Conn) context.Context
+	// validate runs after every setup and after the store opened, in
+	// order; an error stops start-up like a setup error.
+	validate []func() error
 	// startAttrs are added to the start-up log line.
 	startAttrs []any
 	// closers run at shutdown after the server drained, last added first,

@@ -100,6 +100,11 @@ func (gw *gateway) build(ctx context.Context, exts []*extension) error {
 			return err
 		}
 	}
+	for _, validate := range gw.validate {
+		if err := validate(); err != nil {
+			return err
+		}
+	}
 	lim, err := calm.New(calm.Config{
 		Store:       gw.store,
 		Algorithm:   gw.settings.Algorithm,

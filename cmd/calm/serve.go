@@ -118,6 +118,9 @@ func runServe(ctx context.Context, c *cli) error {
 	if err != nil {
 		return fmt.Errorf("--addr=%q: listening failed: %w", flags.addr, err)
 	}
+	if gw.listen != nil {
+		ln = gw.listen(ln)
+	}
 	if gw.tlsConfig != nil {
 		ln = tls.NewListener(ln, gw.tlsConfig)
 	}
@@ -142,6 +145,7 @@ func (gw *gateway) server() *http.Server {
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(gw.logger.Handler(), slog.LevelDebug),
+		ConnContext:       gw.connContext,
 	}
 	if gw.upstream == nil {
 		srv.ReadTimeout = demoTimeout

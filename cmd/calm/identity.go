@@ -1,0 +1,161 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"net/http"
+
+	"github.com/calm-limiter/calm/httplimit"
+	"github.com/calm-limiter/calm/identity"
+	"github.com/calm-limiter/calm/identity/tlsfp"
+)
+
+func init() { addExtension(newIdentityExtension) }
+
+// identityExtension plugs client identity into calm serve: the client
+// address behind trusted proxies, fingerprints, verified JWTs, tiers, the
+// production check, and HTTPS with TLS fingerprints (--tls-cert,
+// --tls-key).
+type identityExtension struct {
+	settings identity.Settings
+	tlsCert  string
+	tlsKey   string
+}
+
+func newIdentityExtension() *extension {
+	e := &identityExtension{}
+	return &extension{
+		name:  "identity",
+		flags: e.flags,
+		vars:  e.settings.Vars,
+		setup: e.setup,
+	}
+}
+
+func (e *identityExtension) flags(fs *flag.FlagSet) {
+	fs.StringVar(&e.tlsCert, "tls-cert", "", "PEM certificate `file`; with --tls-key, calm serves "+
+		"HTTPS and can fingerprint TLS clients")
+	fs.StringVar(&e.tlsKey, "tls-key", "", "PEM private key `file` for --tls-cert")
+}
+
+// setup builds the resolver and installs it: identity middleware outermost,
+// its key function and check rewriting in httplimit, and the production
+// check once the store is known.
+func (e *identityExtension) setup(ctx context.Context, gw *gateway) error {
+	tiers, err := e.tiers(gw)
+	if err != nil {
+		return err
+	}
+	res, closeRes, err := e.settings.Build(ctx, tiers, gw.logger)
+	if err != nil {
+		return err
+	}
+	gw.closers = append(gw.closers, func() error { closeRes(); return nil })
+	if err := e.setupTLS(gw); err != nil {
+		return err
+	}
+
+	gw.keyFunc = res.KeyFunc
+	gw.configure = append(gw.configure, func(c *httplimit.Config) { c.Checks = res.RewriteChecks })
+	// The identity must be in the context before any other middleware,
+	// such as the circuit breaker, asks for it.
+	gw.middleware = append([]func(http.Handler) http.Handler{res.Middleware}, gw.middleware...)
+	gw.trustForwarded = res.ClientIP().TrustsPeer
+
+	gw.validate = append(gw.validate, func() error {
+		return identity.CheckProduction(identity.Deployment{
+			Environment:     gw.settings.Environment,
+			Store:           gw.storeName,
+			TiersConfigured: tiers != nil,
+			Identity:        e.settings,
+		})
+	})
+	tierCount := 0
+	if tiers != nil {
+		tierCount = len(tiers.Names())
+	}
+	gw.startAttrs = append(gw.startAttrs, "fp_level", string(e.settings.Level),
+		"jwt", e.settings.JWTConfigured(), "tiers", tierCount,
+		"trusted_proxies", len(e.settings.TrustedProxies))
+	return nil
+}
+
+// tiers returns the config file's tiers, the demo's default tiers in demo
+// mode, or nil.
+func (e *identityExtension) tiers(gw *gateway) (*identity.Tiers, error) {
+	var (
+		cfg identity.TierConfig
+		ok  bool
+	)
+	if gw.file != nil {
+		var err error
+		cfg, ok, err = identity.DecodeTierConfig(gw.file.Tiers)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", gw.file.Path, err)
+		}
+	}
+	if !ok && e.defaultTiers(gw) {
+		cfg, ok = identity.DefaultTierConfig(), true
+	}
+	if !ok {
+		return nil, nil
+	}
+	tiers, err := identity.NewTiers(cfg)
+	if err != nil {
+		source := "built-in demo tiers"
+		if gw.file != nil {
+			source = gw.file.Path
+		}
+		return nil, fmt.Errorf("%s: %w", source, err)
+	}
+	return tiers, nil
+}
+
+// defaultTiers reports whether the demo's built-in tiers apply: demo mode
+// without a tiers section in the config file.
+func (e *identityExtension) defaultTiers(gw *gateway) bool {
+	return gw.upstream == nil && (gw.file == nil || gw.file.Tiers.Kind == 0)
+}
+
+// setupTLS loads --tls-cert and --tls-key and records a JA4-style
+// fingerprint of every ClientHello for the fingerprint's TLS part.
+func (e *identityExtension) setupTLS(gw *gateway) error {
+	if e.tlsCert == "" && e.tlsKey == "" {
+		return nil
+	}
+	if e.tlsCert == "" || e.tlsKey == "" {
+		return errors.New("--tls-cert and --tls-key: set both to serve HTTPS, or neither")
+	}
+	cert, err := tls.LoadX509KeyPair(e.tlsCert, e.tlsKey)
+	if err != nil {
+		return fmt.Errorf("--tls-cert=%q --tls-key=%q: loading the key pair failed: %w",
+			e.tlsCert, e.tlsKey, err)
+	}
+	gw.tlsConfig = tlsfp.Config(&tls.Config{
+		Certificates: []tls.Certificate{cert},
+		MinVersion:   tls.VersionTLS12,
+		NextProtos:   []string{"h2", "http/1.1"},
+	})
+	gw.listen = tlsfp.NewListener
+	gw.connContext = tlsfp.ConnContext
+	return nil
+}
+
+// demoTiered answers GET /api/tiered with the identity the gateway
+// verified, so a client can see which tier its limits come from.
+func demoTiered(w http.ResponseWriter, r *http.Request) {
+	id, _ := identity.FromContext(r.Context())
+	tier := id.Tier
+	if !id.Verified {
+		tier = "anonymous"
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"message":  "ok",
+		"verified": id.Verified,
+		"subject":  id.Subject,
+		"tier":     tier,
+	})
+}
