@@ -123,7 +123,7 @@ func (d *Defense) retryAfter(v *view, now time.Time) time.Duration {
 // verified identity counts as history, and a denial by the user layer as a
 // violation. Requests without an Identity are ignored.
 func (d *Defense) Observe(req Request, res calm.Result) {
-	if req.Identity == "" || !d.cfg.AllowKnownGood || d.cfg.Mode != Lockdown {
+	if req.Identity == "" || !d.tracksKnownGood() {
 		return
 	}
 	now := d.now()

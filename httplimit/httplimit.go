@@ -148,6 +148,10 @@ type Config struct {
 	// identity.Resolver.RewriteChecks does. It may modify and extend the
 	// slice it is given. Nil applies the policy's checks as they are.
 	Checks func(r *http.Request, checks []calm.Check) []calm.Check
+	// Defense, when set, sees the checks of every limited request after
+	// Checks: it may add layers to them or deny the request before the
+	// store is asked, as package defense does. Nil adds nothing.
+	Defense Defense
 
 	// StatusCode is the status of denied responses: 420 (default) or 429.
 	StatusCode int
@@ -172,6 +176,20 @@ type Config struct {
 	QuietViolations bool
 }
 
+// Defense is a layer of protection around the store, such as the layers
+// and circuit breaker of package defense. Its methods must be safe for
+// concurrent use.
+type Defense interface {
+	// Admit returns the checks to apply to r, which may extend checks (and
+	// reuse its array), or allowed false with the denial to answer. It must
+	// not block on the network. w is nil when the caller has no response
+	// yet, as in Limiter.Check; otherwise Admit may set header fields.
+	Admit(w http.ResponseWriter, r *http.Request, checks []calm.Check) (
+		out []calm.Check, denial calm.Result, allowed bool)
+	// Observe receives the result of the checks that Admit let through.
+	Observe(r *http.Request, res calm.Result)
+}
+
 // Errors returned by Check and NewRoute.
 var (
 	// ErrInvalidCost reports a cost function that failed or returned a
@@ -191,6 +209,7 @@ type Limiter struct {
 	mux      *http.ServeMux
 	keyFunc  KeyFunc
 	checks   func(*http.Request, []calm.Check) []calm.Check
+	defense  Defense
 	status   int
 	message  string
 	detail   string
@@ -225,6 +244,7 @@ func New(cfg Config) (*Limiter, error) {
 		mux:          cfg.Mux,
 		keyFunc:      cfg.KeyFunc,
 		checks:       cfg.Checks,
+		defense:      cfg.Defense,
 		status:       cfg.StatusCode,
 		message:      cmp(cfg.Message, DefaultMessage),
 		detail:       cmp(cfg.Detail, DefaultDetail),

@@ -91,7 +91,7 @@ func (l *Limiter) serve(w http.ResponseWriter, r *http.Request, next http.Handle
 		next.ServeHTTP(w, r)
 		return
 	}
-	res, client, err := l.apply(r, m)
+	res, client, err := l.apply(w, r, m)
 	if err != nil {
 		if !l.respondError(w, r, m, res, err) {
 			next.ServeHTTP(w, r)
@@ -136,7 +136,7 @@ func (l *Limiter) check(r *http.Request, m policy.Match) (calm.Result, error) {
 	if !m.Limited {
 		return calm.Result{Allowed: true}, nil
 	}
-	res, client, err := l.apply(r, m)
+	res, client, err := l.apply(nil, r, m)
 	if err != nil && errors.Is(err, ErrStore) {
 		res.Allowed = l.failOpen
 	}
@@ -151,8 +151,9 @@ func (l *Limiter) check(r *http.Request, m policy.Match) (calm.Result, error) {
 const maxInlineChecks = 4
 
 // apply identifies the client, computes the cost and calls the limiter. It
-// returns the client key for the violation log.
-func (l *Limiter) apply(r *http.Request, m policy.Match) (calm.Result, string, error) {
+// returns the client key for the violation log. w, which may be nil, goes
+// to Config.Defense.
+func (l *Limiter) apply(w http.ResponseWriter, r *http.Request, m policy.Match) (calm.Result, string, error) {
 	client := l.clientKey(r)
 	cost := m.Cost
 	if m.CostFunc != nil {
@@ -171,12 +172,22 @@ func (l *Limiter) apply(r *http.Request, m policy.Match) (calm.Result, string, e
 	if l.checks != nil {
 		checks = l.checks(r, checks)
 	}
+	if l.defense != nil {
+		var denial calm.Result
+		var allowed bool
+		if checks, denial, allowed = l.defense.Admit(w, r, checks); !allowed {
+			return denial, client, nil
+		}
+	}
 	res, err := l.limiter.Allow(r.Context(), checks, cost)
 	if err != nil {
 		l.noteStoreFailure(r.Context(), err)
 		return res, client, fmt.Errorf("%w: %w", ErrStore, err)
 	}
 	l.noteStoreSuccess()
+	if l.defense != nil {
+		l.defense.Observe(r, res)
+	}
 	return res, client, nil
 }
 

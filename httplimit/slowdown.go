@@ -91,7 +91,7 @@ func (s *slowDown) serve(w http.ResponseWriter, r *http.Request, next http.Handl
 	}
 	var waited time.Duration
 	for attempt := 1; ; attempt++ {
-		res, client, err := s.l.apply(r, m)
+		res, client, err := s.l.apply(w, r, m)
 		if err != nil {
 			if !s.l.respondError(w, r, m, res, err) {
 				next.ServeHTTP(w, r)
