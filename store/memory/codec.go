@@ -15,8 +15,8 @@ import (
 // Times are stored relative to the shard's base, a recent Unix time that
 // the shard moves forward at least every rebaseSpan microseconds, so a few
 // dozen bits cover them exactly. Every encoder checks that each value fits
-// its field and reports failure otherwise; the state then goes to the
-// shard's wide map, which keeps it unchanged.
+// its field. When one does not, the state goes to the shard's wide map,
+// which keeps it unchanged.
 const (
 	payloadBits = 40
 	extBits     = 32
@@ -178,8 +178,8 @@ func (lay *layout) fullTime(s algorithm.State, base int64) (int64, bool) {
 //
 // NOTE: this is the one place where the store hands Decide a state other
 // than the one it wrote. Keeping A exactly would not fit the word for
-// common limits such as 100/minute, and the stricter answer after a clock
-// step back is the one the algorithms themselves choose.
+// common limits such as 100/minute. After a clock step back the algorithms
+// themselves choose the stricter decision, as this state gives.
 func (lay *layout) decodeBucket(f int64, base int64) algorithm.State {
 	q, full := lay.limit.Quota, lay.limit.Capacity()*lay.limit.Window
 	fq := f * lay.unit // (F − base×Quota): the full time relative to base
@@ -188,9 +188,9 @@ func (lay *layout) decodeBucket(f int64, base int64) algorithm.State {
 }
 
 // expiry returns the Unix µs from which s decides exactly as the zero State
-// does under kind k, so the store may forget it: the end of a fixed window,
-// the end of the window after a sliding window's current one, the time a
-// bucket is full (or empty) again, and one µs past a TAT.
+// does under kind k, so the store may forget it. That is the end of a fixed
+// window, the end of the window after a sliding window's current one, the
+// time a bucket is full (or empty) again, and one µs past a TAT.
 func expiry(k algorithm.Kind, l algorithm.Limit, s algorithm.State) int64 {
 	switch k {
 	case algorithm.FixedWindow:

@@ -10,7 +10,7 @@
 // 8; a key may sit in either of two buckets chosen from its hash. A slot
 // keeps an 18-bit fingerprint of the hash, the index of the key's (kind,
 // limit) pair in a per-store registry, and the algorithm state packed into
-// 40 bits (72 bits, with a side array, for limits whose values need more).
+// 40 bits. Limits whose values need more bits use 32 more in a side array.
 // The store keeps no key strings and no per-key pointers. States that do
 // not fit their packed form exactly go to a per-shard map that keeps them
 // unchanged, so a packed form never rounds a value: a limit means what it
@@ -154,8 +154,8 @@ func newStore(cfg Config, maxShards int) *Store {
 		cfg.Clock = time.Now
 	}
 
-	// A large store uses more shards so that a sweep holds each lock
-	// briefly; a small one uses fewer, so that every shard holds at least
+	// A large store uses more shards, so that a sweep holds each lock
+	// briefly. A small one uses fewer, so that every shard holds at least
 	// one key and the shard capacities add up to at most MaxKeys.
 	bits := uint(0)
 	for 1<<bits < maxShards && (1<<bits < minShards || cfg.MaxKeys>>bits > shardKeys) {

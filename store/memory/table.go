@@ -340,7 +340,7 @@ func (sh *shard) evict(b1, b2 uint64, now int64, layouts []layout) {
 //
 // A state that has not expired at now fits its layout relative to any base
 // between the old base and now (see the layout bounds), so re-encoding
-// never fails in practice; a slot that does not fit is dropped and counted.
+// does not fail. A slot that did not fit would be dropped and counted.
 func (sh *shard) sweep(now int64, layouts []layout) int {
 	dropped := 0
 	for key, e := range sh.wide {
