@@ -172,14 +172,11 @@ func (lay *layout) fullTime(s algorithm.State, base int64) (int64, bool) {
 //
 // A′ is at or before the stored A, and from A on the two states drain to
 // the same level, so for every now ≥ A, Decide returns the same decision
-// and the same next state for both. Before A, which only a clock stepping
-// back can reach, the canonical bucket holds more (the token bucket is
-// emptier), never less.
-//
-// NOTE: this is the one place where the store hands Decide a state other
-// than the one it wrote. Keeping A exactly would not fit the word for
-// common limits such as 100/minute. After a clock step back the algorithms
-// themselves choose the stricter decision, as this state gives.
+// and the same next state for both. A shard's time never goes back (see
+// the package doc), so every later call has now ≥ A. This is the one place
+// where the store hands Decide a state other than the one it wrote:
+// keeping A exactly would not fit the word for common limits such as
+// 100/minute.
 func (lay *layout) decodeBucket(f int64, base int64) algorithm.State {
 	q, full := lay.limit.Quota, lay.limit.Capacity()*lay.limit.Window
 	fq := f * lay.unit // (F − base×Quota): the full time relative to base

@@ -212,24 +212,73 @@ func TestBucketCanonicalKeepsFullTime(t *testing.T) {
 	}
 }
 
-func TestApplyKeepsUnfitStateExact(t *testing.T) {
+func TestShardKeepsUnfitStateExact(t *testing.T) {
+	t.Parallel()
+	s := newTestStore(t, newTestClock(), 0, 1)
+	l := perMinute(3)
+	idx, lay, err := s.registry.lookup(algorithm.FixedWindow, l)
+	if err != nil {
+		t.Fatalf("lookup error: %v", err)
+	}
+	sh, h, now := &s.shards[0], s.hash("k"), testBase
+	layouts := s.registry.snapshot()
+
+	// Decide never starts a window off its boundary, but a state that does
+	// not fit must survive unchanged whatever the reason.
+	unfit := algorithm.State{A: testBase + 1, B: 2}
+	sh.save(h, idx, lay, algorithm.FixedWindow, l, unfit, now, layouts)
+	if got := sh.load(h, idx, lay, now); got != unfit {
+		t.Fatalf("load after saving %+v = %+v", unfit, got)
+	}
+	if len(sh.wide) != 1 || sh.count != 1 {
+		t.Fatalf("wide entries, count = %d, %d; want 1, 1", len(sh.wide), sh.count)
+	}
+
+	fit := algorithm.State{A: testBase, B: 3}
+	sh.save(h, idx, lay, algorithm.FixedWindow, l, fit, now, layouts)
+	if got := sh.load(h, idx, lay, now); got != fit {
+		t.Fatalf("load after saving %+v = %+v", fit, got)
+	}
+	if len(sh.wide) != 0 || sh.count != 1 {
+		t.Fatalf("wide entries, count = %d, %d; want 0, 1", len(sh.wide), sh.count)
+	}
+
+	sh.save(h, idx, lay, algorithm.FixedWindow, l, unfit, now, layouts)
+	if got := sh.load(h, idx, lay, now); got != unfit {
+		t.Fatalf("load after saving %+v again = %+v", unfit, got)
+	}
+	if len(sh.wide) != 1 || sh.count != 1 {
+		t.Fatalf("wide entries, count = %d, %d; want 1, 1", len(sh.wide), sh.count)
+	}
+}
+
+func TestApplyHoldsTimeAfterClockStepBack(t *testing.T) {
 	t.Parallel()
 	clk := newTestClock()
 	s := newTestStore(t, clk, 0, maxShards)
-	// A day before the shard's base, a one-minute window number does not
-	// fit its field, so the state goes to the wide map.
-	clk.Advance(-24 * time.Hour)
-	c := check("stepped-back", perMinute(3))
-	for i := 1; i <= 3; i++ {
-		if d := apply(t, s, c); !d.Allowed {
-			t.Fatalf("request %d = %+v, want allowed", i, d)
+	c := check("k", perMinute(2))
+	apply(t, s, c)
+	apply(t, s, c)
+
+	steps := []struct {
+		name      string
+		advance   time.Duration
+		wantReset time.Duration
+	}{
+		{"10s on", 10 * time.Second, 50 * time.Second},
+		{"30s back", -30 * time.Second, 50 * time.Second}, // held at 10s
+		{"caught up", 20 * time.Second, 50 * time.Second},
+		{"past the hold", 20 * time.Second, 40 * time.Second},
+	}
+	for _, step := range steps {
+		clk.Advance(step.advance)
+		d := apply(t, s, c)
+		if d.Allowed {
+			t.Fatalf("%s: request = %+v, want denied", step.name, d)
 		}
-	}
-	if d := apply(t, s, c); d.Allowed {
-		t.Fatalf("request 4 = %+v, want denied", d)
-	}
-	if n := wideLen(s); n != 1 {
-		t.Fatalf("wide entries = %d, want 1", n)
+		if d.ResetAfter != step.wantReset.Microseconds() {
+			t.Fatalf("%s: ResetAfter = %d, want %d", step.name, d.ResetAfter, step.wantReset.Microseconds())
+		}
 	}
 }
 

@@ -32,6 +32,16 @@
 // only when every check allows, so stacked rules are charged all together
 // or not at all.
 //
+// # Time
+//
+// Apply reads the store's clock once per call, in Unix microseconds. Each
+// shard keeps the latest time it has seen, and a call uses the latest of
+// its clock reading and the times of the shards it locks. So the store's
+// time never goes backwards: after a clock step back it holds at the
+// latest time seen until the clock catches up, and the durations in its
+// decisions count from that time. A state dropped as expired can then
+// never matter again.
+//
 // # Expiry and eviction
 //
 // A state expires when it can no longer change a decision, so forgetting
@@ -254,7 +264,12 @@ func (s *Store) Apply(ctx context.Context, checks []store.Check, cost int64, out
 	}
 	now := s.clock().UnixMicro()
 	for _, i := range shards {
-		if sh := &s.shards[i]; now-sh.base >= rebaseSpan {
+		now = max(now, s.shards[i].now)
+	}
+	for _, i := range shards {
+		sh := &s.shards[i]
+		sh.now = now
+		if now-sh.base >= rebaseSpan {
 			sh.sweep(now, layouts)
 		}
 	}
@@ -369,7 +384,8 @@ func (s *Store) sweep() int {
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.mu.Lock()
-		n += sh.sweep(s.clock().UnixMicro(), layouts)
+		sh.now = max(sh.now, s.clock().UnixMicro())
+		n += sh.sweep(sh.now, layouts)
 		sh.mu.Unlock()
 	}
 	return n

@@ -117,13 +117,15 @@ type shard struct {
 	count int      // keys in words and wide
 	cap   int
 	base  int64 // Unix µs that compact times are relative to
+	now   int64 // the latest time the shard has seen, in Unix µs
 	wide  map[wideKey]wideEntry
 	_     [64]byte // keeps neighbouring shards' mutexes off one cache line
 }
 
-func (sh *shard) init(capacity int, base int64) {
+func (sh *shard) init(capacity int, now int64) {
 	sh.cap = capacity
-	sh.base = base
+	sh.base = now
+	sh.now = now
 	slots := (capacity*loadDen + loadNum - 1) / loadNum
 	sh.nb = uint64((slots + bucketSlots - 1) / bucketSlots)
 	sh.wide = make(map[wideKey]wideEntry)
