@@ -5,9 +5,30 @@
 // state between calls: stores keep the state and supply the time.
 //
 // All arithmetic is on int64 integers in microseconds. The same math runs in
-// Redis Lua scripts, where numbers are IEEE doubles, so every intermediate
-// value stays below 2^53; Limit.Validate enforces the bound that makes this
-// true.
+// Redis Lua scripts (see LuaSource), where numbers are IEEE doubles, so every
+// intermediate value stays below 2^53. Limit.Validate enforces the bounds
+// that make this true.
+//
+// # Guarantees
+//
+// For a limit of Quota q per Window w and capacity c (Burst, or q when
+// Burst is zero), each algorithm admits at most these units in a span of
+// d microseconds. Random traces test each bound and a greedy client reaches
+// it. The last column is "100/minute" over any 60 s.
+//
+//	Kind           bound                                       100/minute
+//	FixedWindow    q per aligned window, 2q for d = w          200
+//	SlidingWindow  q per aligned window, q + ⌊q(w−2)/w⌋ for    199
+//	               d = w
+//	TokenBucket    c + ⌊(d−1)·q/w⌋                             199; 100 with Burst 1
+//	LeakyBucket    as TokenBucket                              199
+//	GCRA           as TokenBucket                              199; 100 with Burst 1
+//	LeakyQueue     admits as GCRA; with Delay 0 and cost 1,    199 admitted,
+//	               releases (now + Wait) at most q for d = w   100 released
+//
+// The buckets and GCRA keep fractional rates exact: 7 per 3 s admits
+// exactly 7 in every 3 s window of steady traffic, for any length of time.
+// docs/ALGORITHMS.md explains each bound and the choice between them.
 package algorithm
 
 import (
@@ -185,16 +206,25 @@ func (r Reason) String() string {
 // Decision is the outcome of one rule for one request. Durations are in
 // microseconds and are never negative.
 type Decision struct {
-	Allowed   bool
-	Reason    Reason
-	Limit     int64 // the rule's quota, as reported in RateLimit-Limit
-	Remaining int64 // budget left after this request; never negative
-	// ResetAfter is the time until the budget is fully available again
-	// (the window end for window algorithms).
+	Allowed bool
+	Reason  Reason
+	// Limit is the budget reported in RateLimit-Limit: Quota for the
+	// window kinds, the capacity (Burst, or Quota) for the others.
+	Limit int64
+	// Remaining is how many requests of cost 1 would still be allowed at
+	// the same instant, after this request. It is never negative.
+	Remaining int64
+	// ResetAfter is the time until the budget is as full as for a key never
+	// seen. FixedWindow reports the end of its window even when nothing is
+	// used, and SlidingWindow the end of the next window while the current
+	// one has units, because they weigh on the next window until it ends.
 	ResetAfter int64
-	// RetryAfter is the time until a request of the same cost could pass.
-	// Zero when allowed, and zero with ReasonCostTooLarge.
+	// RetryAfter is the exact time until a request of the same cost would
+	// pass if no other request comes first: 1µs earlier it would not. It
+	// is zero when allowed, with ReasonCostTooLarge (it can never pass) and
+	// with ReasonInvalidCost.
 	RetryAfter int64
-	// Wait is how long an allowed LeakyQueue request must be delayed.
+	// Wait is how long an allowed LeakyQueue request must be held before it
+	// is served. It is zero for every other kind.
 	Wait int64
 }

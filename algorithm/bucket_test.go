@@ -52,7 +52,7 @@ func TestTokenBucketClockBack(t *testing.T) {
 		{"empty it", 10 * second, 2, allowed(0, 2*second)},
 	})
 	runSteps(t, TokenBucket, l, s, []step{
-		// The bucket refills from 10 s whatever now says.
+		// The bucket refills from 10 s, whatever the earlier now.
 		{"back", 5 * second, 1, limited(0, 7*second, 6*second)},
 		{"free back", 5 * second, 0, allowed(0, 7*second)},
 		{"forward", 11 * second, 1, allowed(0, 2*second)},

@@ -15,8 +15,8 @@ package algorithm
 //
 // The caller must pass a Limit that passed Validate. A Limit with a Quota or
 // Window that is not positive, or an unknown Kind, is denied with
-// ReasonInvalidLimit instead of dividing by zero; other invalid limits may
-// give wrong answers but never panic.
+// ReasonInvalidLimit instead of dividing by zero. Other invalid limits may
+// give wrong decisions but never panic.
 func Decide(k Kind, s State, now int64, l Limit, cost int64) (State, Decision) {
 	if l.Quota <= 0 || l.Window <= 0 {
 		return s, Decision{Reason: ReasonInvalidLimit}

@@ -91,7 +91,7 @@ func decideGCRA(s State, now int64, l Limit, cost int64) (State, Decision) {
 // decideLeakyQueue is the leaky bucket as a queue, with the behaviour of
 // nginx limit_req (burst=Capacity−1, delay=Delay). Requests leave at
 // Quota per Window. A request is admitted when the queue has room for its
-// cost and it would wait at most MaxWait; it then waits until the units
+// cost and it would wait at most MaxWait. It then waits until the units
 // queued before it, less the first Delay units, have left.
 //
 // The queue is the GCRA schedule: max(TAT, now) − now is the time the
@@ -135,7 +135,7 @@ func decideLeakyQueue(s State, now int64, l Limit, cost int64) (State, Decision)
 // The k-th next request waits ⌈t + (k − 1 − Delay) × T − now⌉, which is at
 // most MaxWait exactly when (k − 1 − Delay) × Window ≤ g × Quota − t.b with
 // g = now + MaxWait − t.a. The product g × Quota may pass 2^53, so it is
-// split as g = hi × Window + lo; outside ±gMax the answer is known to be
+// split as g = hi × Window + lo. Outside ±gMax the result is known to be
 // 0 or at least the capacity.
 func queueRemaining(t arrival, now int64, l Limit) int64 {
 	k := t.remaining(now, l)

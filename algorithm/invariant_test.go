@@ -2,11 +2,11 @@ package algorithm
 
 import "testing"
 
-// checkInvariants verifies what every decision promises, for any kind:
-// durations and Remaining are never negative, a denied or free request
-// changes nothing, RetryAfter is the exact wait for the same request,
-// Remaining is the exact number of cost-1 requests that would still pass
-// at the same instant, and the budget is full again after ResetAfter.
+// checkInvariants verifies what every decision promises, for any kind.
+// Durations and Remaining are never negative, and a denied or free request
+// changes nothing. RetryAfter is the exact wait for the same request, and
+// Remaining the exact number of cost-1 requests that would still pass at
+// the same instant. The budget is full again after ResetAfter.
 func checkInvariants(t testing.TB, k Kind, l Limit, s State, now, cost int64, next State, d Decision) {
 	t.Helper()
 	fail := func(format string, args ...any) {
@@ -14,6 +14,7 @@ func checkInvariants(t testing.TB, k Kind, l Limit, s State, now, cost int64, ne
 		t.Fatalf("%v %+v, state %+v, now %d, cost %d: Decide = %+v, %+v: "+format,
 			append([]any{k, l, s, now, cost, next, d}, args...)...)
 	}
+
 	if d.Remaining < 0 || d.ResetAfter < 0 || d.RetryAfter < 0 || d.Wait < 0 {
 		fail("negative remaining or duration")
 	}
@@ -26,6 +27,7 @@ func checkInvariants(t testing.TB, k Kind, l Limit, s State, now, cost int64, ne
 	if d.Remaining > d.Limit {
 		fail("remaining above the limit")
 	}
+
 	if (!d.Allowed || cost == 0) && next != s {
 		fail("state changed without a charge")
 	}
@@ -38,6 +40,7 @@ func checkInvariants(t testing.TB, k Kind, l Limit, s State, now, cost int64, ne
 	if d.Wait > 0 && (k != LeakyQueue || !d.Allowed) {
 		fail("wait outside an admitted queue request")
 	}
+
 	if d.Reason == ReasonLimited || d.Reason == ReasonQueueFull {
 		checkRetryAfter(t, k, l, s, now, cost, d, fail)
 	}

@@ -39,8 +39,8 @@ var luaSources = [...]string{
 // intermediate value stays below 2^53 and the doubles of Lua compute the
 // same integers as Go. The results are the next State (the input when
 // nothing is charged), allowed as 1 or 0, the Reason as its numeric value,
-// and the Decision fields in microseconds, all integers so they survive
-// Redis's conversion of Lua numbers to integer replies.
+// and the Decision fields in microseconds. All are integers, so they survive
+// the conversion of Lua numbers to Redis integer replies.
 //
 // The source has no side effects and reads no globals besides math.fmod, so
 // a script may concatenate the sources of several kinds, or the same

@@ -160,7 +160,7 @@ func checkReleases(t *testing.T, l Limit, adm []admission) {
 
 // greedy sends a request of the given cost at start and then, whenever one
 // is denied, again exactly RetryAfter later, until end. It returns the
-// admissions: the most any client can get.
+// admissions, the maximum any client can get.
 func greedy(k Kind, l Limit, start, end, cost int64) []admission {
 	var s State
 	var adm []admission
@@ -200,6 +200,22 @@ func TestAdmissionBoundsTight(t *testing.T) {
 				t.Errorf("greedy client: %d in a span of one window, want the bound %d", got, want)
 			}
 		})
+	}
+}
+
+func TestLeakyQueueReleasesTight(t *testing.T) {
+	t.Parallel()
+	// With Delay 0 a queue releases no more than the quota in any window,
+	// whatever it admitted: here 100 released of 199 admitted.
+	l := Limit{Quota: 100, Window: minute}
+	adm := greedy(LeakyQueue, l, epoch, epoch+3*minute, 1)
+	release := func(a admission) int64 { return a.release }
+	at := func(a admission) int64 { return a.at }
+	if got := maxInSpan(adm, minute, release); got != 100 {
+		t.Errorf("greedy client: %d released in one minute, want 100", got)
+	}
+	if got := maxInSpan(adm, minute, at); got != 199 {
+		t.Errorf("greedy client: %d admitted in one minute, want 199", got)
 	}
 }
 

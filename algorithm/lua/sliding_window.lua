@@ -8,10 +8,11 @@
 --     -> a, b, c, allowed, reason, limit, remaining, reset_after,
 --        retry_after, wait
 --
--- Inputs are Lua numbers holding integers (use tonumber on ARGV): the
--- state a, b, c; now in Unix microseconds; the Limit fields quota, window
--- (µs), burst, delay and max_wait (µs); cost. The limit must pass Go's
--- Limit.Validate, which keeps every intermediate value below 2^53.
+-- Inputs are Lua numbers holding integers, so convert ARGV with tonumber.
+-- They are the state a, b, c, then now in Unix microseconds, then the Limit
+-- fields quota, window (µs), burst, delay and max_wait (µs), then the cost.
+-- The limit must pass Go's Limit.Validate, which keeps every intermediate
+-- value below 2^53.
 -- State: a = current window start (a multiple of window),
 -- b = units used in it, c = units used in the previous window.
 -- Outputs: the next state a, b, c (equal to the input when nothing is
