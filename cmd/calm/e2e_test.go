@@ -600,6 +600,17 @@ func TestDemoViolationLog(t *testing.T) {
 	if n := len(strings.Split(strings.TrimSpace(p.logs.String()), "\n")); n != 2 {
 		t.Errorf("logs have %d lines, want 2 (start-up and violation):\n%s", n, p.logs)
 	}
+
+	_, metrics := do(t, "GET", p.url+"/metrics", nil, nil)
+	for _, want := range []string{
+		`calm_responses_total{code="200"} 3`,
+		`calm_responses_total{code="420"} 1`,
+		"calm_up 1",
+	} {
+		if !strings.Contains(string(metrics), want+"\n") {
+			t.Errorf("/metrics lacks %q:\n%s", want, metrics)
+		}
+	}
 }
 
 func TestDemoNeverLimitsHealth(t *testing.T) {

@@ -32,6 +32,8 @@ type gateway struct {
 	limiter *calm.Limiter
 	policy  policy.Config
 	handler http.Handler
+	// responses counts the responses of limited paths for /metrics.
+	responses statusCounter
 
 	// ready is false until the server runs and again once it drains.
 	ready     atomic.Bool
@@ -133,7 +135,7 @@ func (gw *gateway) build(ctx context.Context, exts []*extension) error {
 	for i := len(gw.middleware) - 1; i >= 0; i-- {
 		limited = gw.middleware[i](limited)
 	}
-	gw.handler = gw.routes(limited)
+	gw.handler = gw.routes(gw.responses.wrap(limited))
 	return nil
 }
 
@@ -242,23 +244,6 @@ func (gw *gateway) routes(app http.Handler) http.Handler {
 	mux.HandleFunc("GET /metrics", gw.serveMetrics)
 	mux.Handle("/", app)
 	return mux
-}
-
-// serveMetrics writes gauges in the Prometheus text format.
-func (gw *gateway) serveMetrics(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-	fmt.Fprintln(w, "# HELP calm_up Whether the gateway serves requests (1) or is stopping (0).")
-	fmt.Fprintln(w, "# TYPE calm_up gauge")
-	up := 0
-	if gw.ready.Load() {
-		up = 1
-	}
-	fmt.Fprintf(w, "calm_up %d\n", up)
-	if m, ok := gw.store.(*memory.Store); ok {
-		fmt.Fprintln(w, "# HELP calm_memory_keys Keys held by the memory store.")
-		fmt.Fprintln(w, "# TYPE calm_memory_keys gauge")
-		fmt.Fprintf(w, "calm_memory_keys %d\n", m.Len())
-	}
 }
 
 // close runs the extensions' closers, last added first, and then closes
