@@ -10,17 +10,17 @@ import (
 	"github.com/calm-limiter/calm/algorithm"
 )
 
-// Header field names. http.Header stores them in canonical form, so
-// "RateLimit-Limit" goes on the wire as "Ratelimit-Limit"; field names are
-// case-insensitive.
+// Header field names, written in the canonical form that http.Header
+// stores, so that setting them needs no conversion. Field names are
+// case-insensitive: "Ratelimit-Limit" is the RateLimit-Limit field.
 const (
-	headerLimit       = "RateLimit-Limit"
-	headerRemaining   = "RateLimit-Remaining"
-	headerReset       = "RateLimit-Reset"
-	headerPolicyName  = "X-RateLimit-Policy"
-	headerScope       = "X-RateLimit-Scope"
-	headerDraftPolicy = "RateLimit-Policy"
-	headerDraftState  = "RateLimit"
+	headerLimit       = "Ratelimit-Limit"
+	headerRemaining   = "Ratelimit-Remaining"
+	headerReset       = "Ratelimit-Reset"
+	headerPolicyName  = "X-Ratelimit-Policy"
+	headerScope       = "X-Ratelimit-Scope"
+	headerDraftPolicy = "Ratelimit-Policy"
+	headerDraftState  = "Ratelimit"
 	headerRetryAfter  = "Retry-After"
 )
 

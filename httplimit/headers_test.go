@@ -270,3 +270,13 @@ func FuzzHeaders(f *testing.F) {
 		}
 	})
 }
+
+func TestHeaderNamesAreCanonical(t *testing.T) {
+	t.Parallel()
+	for _, name := range []string{headerLimit, headerRemaining, headerReset, headerPolicyName, headerScope,
+		headerDraftPolicy, headerDraftState, headerRetryAfter, HeaderEnforced} {
+		if got := http.CanonicalHeaderKey(name); got != name {
+			t.Errorf("CanonicalHeaderKey(%q) = %q, want the name unchanged", name, got)
+		}
+	}
+}

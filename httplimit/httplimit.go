@@ -71,9 +71,10 @@ const (
 	DefaultDetail  = "Too many requests: retry after the number of seconds in Retry-After."
 )
 
-// HeaderEnforced is set to "false" on requests that passed without a check
-// because the store failed and the limiter fails open.
-const HeaderEnforced = "X-RateLimit-Enforced"
+// HeaderEnforced is X-RateLimit-Enforced in canonical form. It is set to
+// "false" on requests that passed without a check because the store failed
+// and the limiter fails open.
+const HeaderEnforced = "X-Ratelimit-Enforced"
 
 // HeaderMode chooses which rate-limit header fields responses carry.
 type HeaderMode uint8
@@ -146,7 +147,8 @@ type Config struct {
 	// client's identity can change them: tier rules in place of a route's,
 	// or an extra budget for anonymous clients, as
 	// identity.Resolver.RewriteChecks does. It may modify and extend the
-	// slice it is given. Nil applies the policy's checks as they are.
+	// slice it is given, but must not keep it after returning. Nil applies
+	// the policy's checks as they are.
 	Checks func(r *http.Request, checks []calm.Check) []calm.Check
 	// Defense, when set, sees the checks of every limited request after
 	// Checks: it may add layers to them or deny the request before the

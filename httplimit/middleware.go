@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync"
 
 	"github.com/calm-limiter/calm"
 	"github.com/calm-limiter/calm/algorithm"
@@ -146,9 +147,14 @@ func (l *Limiter) check(r *http.Request, m policy.Match) (calm.Result, error) {
 	return res, err
 }
 
-// maxInlineChecks covers the checks of nearly every request without a heap
-// allocation: the endpoint's limits and a group budget.
-const maxInlineChecks = 4
+// checkBuffer holds the checks of one request: the endpoint's limits, a
+// group budget and room for the layers a Config.Checks hook adds. Buffers
+// are pooled because the checks escape to the heap through the hook.
+type checkBuffer struct {
+	checks [6]calm.Check
+}
+
+var checkBuffers = sync.Pool{New: func() any { return new(checkBuffer) }}
 
 // apply identifies the client, computes the cost and calls the limiter. It
 // returns the client key for the violation log. w, which may be nil, goes
@@ -167,8 +173,8 @@ func (l *Limiter) apply(w http.ResponseWriter, r *http.Request, m policy.Match) 
 		cost = c
 	}
 
-	var buf [maxInlineChecks]calm.Check
-	checks := m.AppendChecks(buf[:0], client)
+	buf := checkBuffers.Get().(*checkBuffer)
+	checks := m.AppendChecks(buf.checks[:0], client)
 	if l.checks != nil {
 		checks = l.checks(r, checks)
 	}
@@ -180,6 +186,8 @@ func (l *Limiter) apply(w http.ResponseWriter, r *http.Request, m policy.Match) 
 		}
 	}
 	res, err := l.limiter.Allow(r.Context(), checks, cost)
+	clear(buf.checks[:])
+	checkBuffers.Put(buf)
 	if err != nil {
 		l.noteStoreFailure(r.Context(), err)
 		return res, client, fmt.Errorf("%w: %w", ErrStore, err)

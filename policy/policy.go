@@ -87,6 +87,9 @@ func New(c Config) (*Policy, error) {
 	if len(b.errs) > 0 {
 		return nil, errors.Join(b.errs...)
 	}
+	for _, set := range []*patternSet{b.p.exclude, b.p.include, b.p.routes} {
+		set.addCatchAll()
+	}
 	slices.SortStableFunc(b.p.groups, func(x, y *group) int { return len(y.prefix) - len(x.prefix) })
 	return b.p, nil
 }
@@ -292,14 +295,26 @@ func register(mux *http.ServeMux, pattern string) (err error) {
 	return nil
 }
 
+// addCatchAll registers "/" as a pattern that counts as no match, unless
+// a configured pattern already covers every path. ServeMux then never
+// searches for the methods of a "405 Method Not Allowed", which allocates.
+func (s *patternSet) addCatchAll() {
+	if s == nil || s.patterns["/"] {
+		return
+	}
+	// A configured pattern such as "/{path...}" conflicts with "/"; the set
+	// then works without the shortcut.
+	_ = register(s.mux, "/")
+}
+
 // match returns the registered pattern that r matches, or "".
 func (s *patternSet) match(r *http.Request) string {
 	if s == nil {
 		return ""
 	}
 	_, pattern := s.mux.Handler(r)
-	// ServeMux can return a redirect target for CONNECT requests; only a
-	// registered pattern counts as a match.
+	// ServeMux can return a redirect target for CONNECT requests, and "/"
+	// may be the catch-all; only a configured pattern counts as a match.
 	if !s.patterns[pattern] {
 		return ""
 	}
