@@ -30,16 +30,17 @@ type Deployment struct {
 var (
 	ErrProductionNeedsRedis       = errors.New("production requires a Redis store")
 	ErrProductionNeedsJWTKey      = errors.New("production with tiers requires a JWT key")
-	ErrProductionUnverifiedTokens = errors.New("production refuses unverified tokens")
+	ErrProductionUnverifiedTokens = errors.New("production rejects unverified tokens")
 	ErrProductionNeedsSecret      = errors.New("production requires a fingerprint secret")
 )
 
-// CheckProduction returns an error when d is a production deployment that
-// is misconfigured in a way that weakens rate limiting: a memory store
-// (each server counts alone, so limits multiply with servers), tiers
-// without a JWT key (no token could ever be verified), the unverified-token
-// switch on, or no fingerprint secret (keys hashed with the public
-// development secret). Other environments always pass.
+// CheckProduction returns an error when d is a production deployment whose
+// settings weaken rate limiting. It rejects a memory store, because each
+// server would count alone and limits would multiply with servers. It
+// rejects tiers without a JWT key, because no token could be verified. It
+// rejects the unverified-token switch, and a missing fingerprint secret,
+// because keys would be hashed with the public development secret. Other
+// environments always pass.
 func CheckProduction(d Deployment) error {
 	if d.Environment != ProductionEnvironment {
 		return nil

@@ -19,31 +19,34 @@ import (
 // Settings are the identity settings of the gateway, loaded with the
 // config package from the environment, the config file's settings section
 // and flags. Start from the values that config.Load stores through Vars.
+//
+// Each field is the parsed value of the setting named beside it; Vars gives
+// the defaults and meanings.
 type Settings struct {
-	TrustedProxies     []netip.Prefix
-	TrustForwardedFor  bool
-	IPv6PrefixLength   int
-	ClientIPHeaders    []string
-	Level              Level
-	Use                Components
-	Secret             string
-	JWTSecret          string
-	JWTPublicKeyFiles  []string
-	JWKSURL            string
-	JWKSFile           string
-	JWTAlgorithms      []string
-	JWTIssuer          string
-	JWTAudience        string
-	JWTLeeway          time.Duration
-	TierClaim          string
-	PermissionsClaim   string
-	AllowUnverified    bool
-	APIKeyHeader       string
-	APIKeyQuery        string
-	SessionCookie      string
-	AnonymousLimit     []calm.Rule
-	JWKSRefreshEvery   time.Duration
-	JWKSRequestTimeout time.Duration
+	TrustedProxies     []netip.Prefix // RATELIMIT_FP_TRUSTED_PROXIES
+	TrustForwardedFor  bool           // RATELIMIT_FP_TRUST_X_FORWARDED_FOR
+	IPv6PrefixLength   int            // RATELIMIT_FP_IPV6_PREFIX_LENGTH
+	ClientIPHeaders    []string       // RATELIMIT_FP_CLIENT_IP_HEADERS
+	Level              Level          // RATELIMIT_FP_LEVEL
+	Use                Components     // RATELIMIT_FP_USE_*
+	Secret             string         // RATELIMIT_FP_SECRET
+	JWTSecret          string         // RATELIMIT_AUTH_JWT_SECRET
+	JWTPublicKeyFiles  []string       // RATELIMIT_AUTH_JWT_PUBLIC_KEY_FILE
+	JWKSURL            string         // RATELIMIT_AUTH_JWKS_URL
+	JWKSFile           string         // RATELIMIT_AUTH_JWKS_FILE
+	JWTAlgorithms      []string       // RATELIMIT_AUTH_JWT_ALGORITHMS
+	JWTIssuer          string         // RATELIMIT_AUTH_JWT_ISSUER
+	JWTAudience        string         // RATELIMIT_AUTH_JWT_AUDIENCE
+	JWTLeeway          time.Duration  // RATELIMIT_AUTH_JWT_LEEWAY
+	TierClaim          string         // RATELIMIT_AUTH_TIER_CLAIM
+	PermissionsClaim   string         // RATELIMIT_AUTH_PERMISSIONS_CLAIM
+	AllowUnverified    bool           // RATELIMIT_AUTH_ALLOW_UNVERIFIED_TOKENS
+	APIKeyHeader       string         // RATELIMIT_AUTH_API_KEY_HEADER
+	APIKeyQuery        string         // RATELIMIT_AUTH_API_KEY_QUERY
+	SessionCookie      string         // RATELIMIT_AUTH_SESSION_COOKIE
+	AnonymousLimit     []calm.Rule    // RATELIMIT_ANONYMOUS_LIMIT
+	JWKSRefreshEvery   time.Duration  // RATELIMIT_AUTH_JWKS_REFRESH_INTERVAL
+	JWKSRequestTimeout time.Duration  // RATELIMIT_AUTH_JWKS_TIMEOUT
 }
 
 // Vars returns the identity settings as config Vars that store into s.

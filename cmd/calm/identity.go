@@ -61,7 +61,7 @@ func (e *identityExtension) setup(ctx context.Context, gw *gateway) error {
 	gw.keyFunc = res.KeyFunc
 	gw.configure = append(gw.configure, func(c *httplimit.Config) { c.Checks = res.RewriteChecks })
 	// The identity must be in the context before any other middleware,
-	// such as the circuit breaker, asks for it.
+	// such as the circuit breaker, reads it.
 	gw.middleware = append([]func(http.Handler) http.Handler{res.Middleware}, gw.middleware...)
 	gw.trustForwarded = res.ClientIP().TrustsPeer
 
@@ -144,8 +144,8 @@ func (e *identityExtension) setupTLS(gw *gateway) error {
 	return nil
 }
 
-// demoTiered answers GET /api/tiered with the identity the gateway
-// verified, so a client can see which tier its limits come from.
+// demoTiered returns the identity the gateway verified for GET
+// /api/tiered, so a client can see which tier its limits come from.
 func demoTiered(w http.ResponseWriter, r *http.Request) {
 	id, _ := identity.FromContext(r.Context())
 	tier := id.Tier

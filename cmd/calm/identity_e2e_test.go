@@ -51,7 +51,8 @@ func TestTieredLimitsEndToEnd(t *testing.T) {
 	p := startCalm(t, map[string]string{"RATELIMIT_AUTH_JWT_SECRET": e2eJWTSecret})
 
 	// Three forged tier=enterprise tokens: signed with another secret,
-	// unsigned, and expired. Each must get the anonymous 5/minute.
+	// unsigned, and a signed token with a swapped payload. Each must get
+	// the anonymous 5/minute.
 	forged := []struct {
 		name  string
 		token string
