@@ -48,9 +48,9 @@ for round in $(seq "$HEAP_COUNT"); do
 done
 
 echo
-"$out/benchstat" -col /peer "$speed"
+"$out/benchstat" -col /peer -filter ".unit:(ns/op OR allocs/op)" "$speed"
 echo
-"$out/benchstat" -col /peer "$heap"
+"$out/benchstat" -col /peer -filter ".unit:B/key" "$heap"
 echo
 base=${PEERS%% *}
 "$out/benchsummary" -base "$base" "$speed" "$heap"
