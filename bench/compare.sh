@@ -29,6 +29,7 @@ go build -o "$out/benchsummary" ./cmd/benchsummary
 go build -o "$out/benchstat" golang.org/x/perf/cmd/benchstat
 
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(go version)"
+echo "load average before the run: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine widens the ± columns)"
 echo "running $COUNT rounds of $BENCHTIME per case and $HEAP_COUNT heap rounds; raw output in bench/$out"
 
 for round in $(seq "$COUNT"); do
@@ -47,6 +48,7 @@ for round in $(seq "$HEAP_COUNT"); do
 	echo "heap round $round of $HEAP_COUNT done" >&2
 done
 
+echo "load average after the run: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
 "$out/benchstat" -col /peer -filter ".unit:(ns/op OR allocs/op)" "$speed"
 echo
@@ -54,3 +56,5 @@ echo
 echo
 base=${PEERS%% *}
 "$out/benchsummary" -base "$base" "$speed" "$heap"
+"$out/benchsummary" -base "$base" -markdown "$speed" "$heap" >"$out/table.md"
+echo "Markdown table for docs/BENCHMARKS.md: bench/$out/table.md"

@@ -9,9 +9,12 @@
 // (peer bytes / calm bytes). Input is `go test -bench` output, from files
 // named as arguments or from standard input.
 //
+// With -markdown it prints the same medians as a Markdown table instead,
+// one row per case and one column per peer, for docs/BENCHMARKS.md.
+//
 // Usage:
 //
-//	benchsummary [-base calm] [file ...]
+//	benchsummary [-base calm] [-markdown] [file ...]
 package main
 
 import (
@@ -30,6 +33,7 @@ import (
 
 func main() {
 	base := flag.String("base", "calm", "peer whose medians are the denominator of every ratio")
+	markdown := flag.Bool("markdown", false, "print a Markdown table instead of summary lines")
 	flag.Parse()
 
 	summary, err := readFiles(flag.Args())
@@ -37,7 +41,11 @@ func main() {
 		fmt.Fprintln(os.Stderr, "benchsummary:", err)
 		os.Exit(1)
 	}
-	if err := summary.write(os.Stdout, *base); err != nil {
+	write := summary.write
+	if *markdown {
+		write = summary.writeMarkdown
+	}
+	if err := write(os.Stdout, *base); err != nil {
 		fmt.Fprintln(os.Stderr, "benchsummary:", err)
 		os.Exit(1)
 	}
@@ -189,6 +197,65 @@ func heapLine(name, peer, keys string, ser, base *series) string {
 	}
 	return fmt.Sprintf("compare %s %s keys=%s bytes_per_key=%s ratio_to_calm=%s",
 		name, peer, expandCount(keys), formatNumber(bytes), ratio)
+}
+
+// writeMarkdown prints one table row per case with each peer's median
+// and, for peers other than base, its ratio to base.
+func (s *summary) writeMarkdown(w io.Writer, base string) error {
+	if len(s.series) == 0 {
+		return errNoResults
+	}
+	var b strings.Builder
+	b.WriteString("| case |")
+	for _, peer := range s.peers {
+		fmt.Fprintf(&b, " %s |", peer)
+	}
+	b.WriteString("\n|---|")
+	b.WriteString(strings.Repeat("---:|", len(s.peers)))
+	b.WriteString("\n")
+	for _, name := range s.cases {
+		_, heap := s.keys[name]
+		label := name + ", ns/op"
+		if heap {
+			label = name + ", B/key (" + expandCount(s.keys[name]) + " keys)"
+		}
+		fmt.Fprintf(&b, "| %s |", label)
+		baseSeries := s.series[[2]string{name, base}]
+		for _, peer := range s.peers {
+			fmt.Fprintf(&b, " %s |", markdownCell(s.series[[2]string{name, peer}], baseSeries, heap, peer == base))
+		}
+		b.WriteString("\n")
+	}
+	if _, err := io.WriteString(w, b.String()); err != nil {
+		return fmt.Errorf("writing summary: %w", err)
+	}
+	return nil
+}
+
+// markdownCell formats one median: "812 (1.53×), 3 allocs" for speed and
+// "37.8 (0.23×)" for heap cases.
+func markdownCell(ser, base *series, heap, isBase bool) string {
+	if ser == nil {
+		return "–"
+	}
+	values, baseValues := ser.ns, []float64(nil)
+	if base != nil {
+		baseValues = base.ns
+	}
+	if heap {
+		values = ser.bytesPerKey
+		if base != nil {
+			baseValues = base.bytesPerKey
+		}
+	}
+	cell := formatNumber(median(values))
+	if !isBase && len(baseValues) > 0 {
+		cell += fmt.Sprintf(" (%.2f×)", median(values)/median(baseValues))
+	}
+	if !heap {
+		cell += ", " + formatNumber(median(ser.allocs)) + " allocs"
+	}
+	return cell
 }
 
 // expandCount writes counts such as "1M" and "100k" in full digits.

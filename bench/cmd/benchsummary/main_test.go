@@ -95,3 +95,23 @@ func TestExpandCount(t *testing.T) {
 		})
 	}
 }
+
+func TestSummaryMarkdown(t *testing.T) {
+	t.Parallel()
+	s := newSummary()
+	if err := s.read(strings.NewReader(sample), "sample"); err != nil {
+		t.Fatalf("read(sample) error: %v", err)
+	}
+	var out strings.Builder
+	if err := s.writeMarkdown(&out, "calm"); err != nil {
+		t.Fatalf("writeMarkdown error: %v", err)
+	}
+	want := `| case | calm | xtime | calm-limiter |
+|---|---:|---:|---:|
+| hot, ns/op | 110, 0 allocs | 200 (1.82×), 1 allocs | 1100 (10.00×), 10 allocs |
+| heap, B/key (1000000 keys) | 10.5 | 151.8 (14.46×) | – |
+`
+	if out.String() != want {
+		t.Errorf("writeMarkdown printed\n%s\nwant\n%s", out.String(), want)
+	}
+}
