@@ -3,7 +3,6 @@ package compare
 import (
 	"context"
 	"fmt"
-	"sync"
 
 	"github.com/calm-limiter/calm"
 	"github.com/calm-limiter/calm/algorithm"
@@ -27,18 +26,12 @@ func CalmPeers() []Peer {
 	}
 }
 
-// calmStore applies one check per request to the store. A pool hands each
-// goroutine its own check and decision slices, as a middleware would keep
-// them per request.
+// calmStore applies one check per request to the memory store. Calling
+// the concrete *memory.Store, as code that builds its own store does,
+// lets the check and decision arrays stay on the stack.
 type calmStore struct {
-	st    store.Store
+	st    *memory.Store
 	limit algorithm.Limit
-	pool  sync.Pool
-}
-
-type calmScratch struct {
-	checks [1]store.Check
-	out    [1]algorithm.Decision
 }
 
 func newCalmStore(l Limit) (Limiter, error) {
@@ -46,16 +39,13 @@ func newCalmStore(l Limit) (Limiter, error) {
 	if err := lim.Validate(); err != nil {
 		return nil, fmt.Errorf("calm limit %d/%s: %w", l.Requests, l.Window, err)
 	}
-	c := &calmStore{st: newMemoryStore(l.Keys), limit: lim}
-	c.pool.New = func() any { return new(calmScratch) }
-	return c, nil
+	return &calmStore{st: newMemoryStore(l.Keys), limit: lim}, nil
 }
 
 func (c *calmStore) Allow(key string) bool {
-	sc := c.pool.Get().(*calmScratch)
-	sc.checks[0] = store.Check{Key: key, Algorithm: CalmAlgorithm, Limit: c.limit}
-	allowed, err := c.st.Apply(context.Background(), sc.checks[:], 1, sc.out[:])
-	c.pool.Put(sc)
+	checks := [1]store.Check{{Key: key, Algorithm: CalmAlgorithm, Limit: c.limit}}
+	var out [1]algorithm.Decision
+	allowed, err := c.st.Apply(context.Background(), checks[:], 1, out[:])
 	return allowed && err == nil
 }
 
