@@ -14,10 +14,10 @@ import (
 // throttled peer runs and the one with the smallest state per key.
 const CalmAlgorithm = algorithm.GCRA
 
-// CalmPeers returns calm's adapters: the memory store called directly
-// with one check per request, which is the level of the other libraries,
-// and the Limiter on the same store, which adds key building, client
-// hashing and a Result with one Quota.
+// CalmPeers returns calm's adapters. The first calls the memory store
+// with one check per request, the level the other libraries work at. The
+// second calls calm.Limiter on the same store, which adds client hashing,
+// key building and a Result with one Quota.
 func CalmPeers() []Peer {
 	return []Peer{
 		{Name: "calm", Via: "store/memory Store.Apply with one GCRA check", New: newCalmStore},

@@ -2,7 +2,6 @@ package compare
 
 import (
 	"runtime"
-	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -21,8 +20,8 @@ const (
 // BenchmarkCompare measures one check per iteration for every peer:
 //
 //   - hot: one key, every request;
-//   - keys=100k-serial: 100,000 keys in a fixed random order, one goroutine;
-//   - keys=100k-parallel: the same keys from GOMAXPROCS goroutines.
+//   - keys-100k-serial: 100,000 keys in a fixed random order, one goroutine;
+//   - keys-100k-parallel: the same keys from GOMAXPROCS goroutines.
 //
 // The 100k-key cases admit every key once before the timer starts, so
 // they measure updates of existing state, not first inserts.
@@ -174,7 +173,8 @@ func heapAlloc() uint64 {
 	return m.HeapAlloc
 }
 
-// checkKept asks again for every 1000th key and expects a denial.
+// checkKept sends a second request for every 1000th key and fails the
+// benchmark unless it is denied.
 func checkKept(b *testing.B, lim Limiter, limit Limit) {
 	b.Helper()
 	for i := 0; i < heapKeys; i += 1000 {
@@ -187,7 +187,7 @@ func checkKept(b *testing.B, lim Limiter, limit Limit) {
 
 func TestHeapKeysFitKeySpace(t *testing.T) {
 	if heapKeys > maxKeys {
-		t.Fatalf("heapKeys = %s, want at most %s distinct keys",
-			strconv.Itoa(heapKeys), strconv.Itoa(maxKeys))
+		t.Fatalf("heapKeys = %d, want at most %d, the number of distinct keys Key makes",
+			heapKeys, maxKeys)
 	}
 }
