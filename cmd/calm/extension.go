@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/http"
 
+	"github.com/redis/rueidis"
+
 	"github.com/calm-limiter/calm/config"
 	"github.com/calm-limiter/calm/httplimit"
 )
@@ -96,6 +98,10 @@ type hooks struct {
 	// per-connection data, such as a ClientHello fingerprint, to handlers.
 	listen      func(net.Listener) net.Listener
 	connContext func(ctx context.Context, c net.Conn) context.Context
+	// redisDial, when set by the extension that opened a Redis store,
+	// connects another client to the same Redis, for state shared beside
+	// the store such as the circuit breaker.
+	redisDial func() (rueidis.Client, error)
 	// validate runs after every setup and after the store opened, in
 	// order; an error stops start-up like a setup error.
 	validate []func() error
