@@ -768,3 +768,43 @@ func TestServeDrainsOnShutdown(t *testing.T) {
 		t.Errorf("calm exited with %v, want status 0\nlogs:\n%s", p.err, p.logs)
 	}
 }
+
+func TestServeSecondSignalStops(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	up := newUpstream(t, release)
+	p := startCalm(t, nil, "--upstream", up.URL, "--shutdown-timeout", "1m")
+
+	resp, err := client.Get(p.url + "/stream")
+	if err != nil {
+		t.Fatalf("GET /stream: %v", err)
+	}
+	defer resp.Body.Close()
+	if _, err := bufio.NewReader(resp.Body).ReadString('\n'); err != nil {
+		t.Fatalf("reading the first streamed line: %v", err)
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatalf("sending SIGTERM: %v", err)
+	}
+	waitFor(t, func() bool { return len(p.logLines("calm stopping")) == 1 }, "the stopping line", p)
+	// The drain would wait a minute for the open stream; a second signal
+	// must end calm at once. The signal is repeated because calm restores
+	// the default handling just after the first one, not atomically with it.
+	deadline := time.After(10 * time.Second)
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for exited := false; !exited; {
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.exited:
+			exited = true
+		case <-tick.C:
+		case <-deadline:
+			t.Fatalf("calm still runs 10s after a second SIGTERM\nlogs:\n%s", p.logs)
+		}
+	}
+	if p.err == nil {
+		t.Errorf("calm exited with status 0 after a second SIGTERM, want killed by the signal")
+	}
+}
