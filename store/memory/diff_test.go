@@ -111,6 +111,9 @@ func runReferenceTrace(t *testing.T, kind algorithm.Kind, limits []algorithm.Lim
 			t.Fatalf("step %d at %d: Apply(%+v, cost %d) = %v, want %v\ngot  %+v\nwant %+v",
 				i, now, checks, cost, got, ok, out[:len(checks)], want[:len(checks)])
 		}
+		if i%1000 == 0 {
+			checkInvariants(t, s)
+		}
 		for j := range checks {
 			if out[j] != want[j] {
 				t.Fatalf("step %d at %d: decision %d for %s = %+v, want %+v",

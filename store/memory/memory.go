@@ -130,6 +130,7 @@ func (c Config) Validate() error {
 // it with New and stop its sweeper with Close.
 type Store struct {
 	clock     func() time.Time
+	maxKeys   int
 	seed      maphash.Seed
 	registry  registry
 	shards    []shard
@@ -177,6 +178,7 @@ func newStore(cfg Config, maxShards int) *Store {
 	n := 1 << bits
 	s := &Store{
 		clock:     cfg.Clock,
+		maxKeys:   cfg.MaxKeys,
 		seed:      maphash.MakeSeed(),
 		shards:    make([]shard, n),
 		shardBits: bits,

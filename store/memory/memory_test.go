@@ -136,17 +136,30 @@ func TestApplyNeverExceedsMaxKeys(t *testing.T) {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					for i := 0; i < 2000; i++ {
-						apply(t, s, check(fmt.Sprintf("g%d-k%d", g, i), perMinute(5)))
+					for i := 0; i < 1000; i++ {
+						apply(t, s, mixedCheck(fmt.Sprintf("g%d-k%d", g, i), i))
 					}
 				}()
 			}
 			wg.Wait()
+			checkInvariants(t, s)
 			if n := s.Len(); n > tc.maxKeys || n == 0 {
 				t.Errorf("Len() = %d, want between 1 and %d", n, tc.maxKeys)
 			}
 		})
 	}
+}
+
+// mixedCheck returns a check on key whose kind and limit vary with i,
+// including a limit with no compact form, so that keys land in the
+// compact table and in the wide map alike.
+func mixedCheck(key string, i int) store.Check {
+	c := store.Check{Key: key, Algorithm: benchKinds[i%len(benchKinds)], Limit: perMinute(5)}
+	if i%7 == 0 {
+		c.Algorithm = algorithm.SlidingWindow
+		c.Limit = algorithm.Limit{Quota: 1 << 40, Window: 1000}
+	}
+	return c
 }
 
 func TestSweepDropsExpiredKeys(t *testing.T) {
@@ -376,5 +389,31 @@ func TestConfigValidate(t *testing.T) {
 		case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
 			t.Errorf("%s: Validate() = %v, want an error containing %q", tc.name, err, tc.wantErr)
 		}
+	}
+}
+
+// checkInvariants fails the test when a shard's count differs from its
+// occupied slots plus wide entries, or exceeds its capacity.
+func checkInvariants(t testing.TB, s *Store) {
+	t.Helper()
+	total := 0
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		occupied := len(sh.wide)
+		for _, w := range sh.words {
+			if w != 0 {
+				occupied++
+			}
+		}
+		count, capacity := sh.count, sh.cap
+		sh.mu.Unlock()
+		if count != occupied || count > capacity {
+			t.Fatalf("shard %d: count %d, occupied %d, capacity %d", i, count, occupied, capacity)
+		}
+		total += capacity
+	}
+	if total > s.maxKeys {
+		t.Fatalf("shard capacities add up to %d, above MaxKeys %d", total, s.maxKeys)
 	}
 }
