@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/calm-limiter/calm/policy"
 )
@@ -88,5 +89,37 @@ func TestClientGoneWritesNothing(t *testing.T) {
 	}
 	if strings.Contains(f.log.String(), "store failed") {
 		t.Errorf("a cancelled request was logged as a store failure: %s", f.log.String())
+	}
+}
+
+func TestViolationLogIsBounded(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, Config{Policy: policy.Config{DefaultLimits: []string{"1/minute"}}})
+	f.lim.logGate = newLogGate(2, f.clock.Now)
+	h := f.lim.Middleware(okHandler)
+	for range 6 {
+		do(h, "GET", "/", client1)
+	}
+	if n := strings.Count(f.log.String(), `"msg":"rate limit exceeded"`); n != 2 {
+		t.Errorf("violation lines in one second = %d, want 2", n)
+	}
+	f.clock.Advance(time.Second)
+	do(h, "GET", "/", client1)
+	log := f.log.String()
+	if !strings.Contains(log, `"suppressed":3`) {
+		t.Errorf("log = %s, want a line reporting 3 suppressed lines", log)
+	}
+	if n := strings.Count(log, `"msg":"rate limit exceeded"`); n != 3 {
+		t.Errorf("violation lines after a second = %d, want 3", n)
+	}
+}
+
+func TestLogGateUnbounded(t *testing.T) {
+	t.Parallel()
+	g := newLogGate(-1, newTestClock().Now)
+	for i := range 1000 {
+		if ok, _ := g.allow(); !ok {
+			t.Fatalf("allow() #%d = false with no bound, want true", i+1)
+		}
 	}
 }

@@ -57,6 +57,7 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/calm-limiter/calm"
 	"github.com/calm-limiter/calm/policy"
@@ -176,7 +177,17 @@ type Config struct {
 
 	// QuietViolations turns off the line per denied request.
 	QuietViolations bool
+
+	// MaxViolationLogs bounds the lines per second about denied requests,
+	// so that an attack cannot flood the log. Lines over the bound are
+	// counted and reported in one line when logging resumes. Zero means
+	// DefaultMaxViolationLogs; a negative value means no bound.
+	MaxViolationLogs int
 }
+
+// DefaultMaxViolationLogs is the default of Config.MaxViolationLogs: 100
+// lines per second.
+const DefaultMaxViolationLogs = 100
 
 // Defense is a layer of protection around the store, such as the layers
 // and circuit breaker of package defense. Its methods must be safe for
@@ -219,6 +230,7 @@ type Limiter struct {
 	failOpen bool
 	log      *slog.Logger
 	quiet    bool
+	logGate  *logGate
 
 	endpoints    sync.Map // application pattern → struct{}
 	endpointsN   atomic.Int64
@@ -254,6 +266,7 @@ func New(cfg Config) (*Limiter, error) {
 		failOpen:     !cfg.FailClosed,
 		log:          cfg.Logger,
 		quiet:        cfg.QuietViolations,
+		logGate:      newLogGate(cfg.MaxViolationLogs, time.Now),
 		maxEndpoints: int64(cfg.MaxEndpoints),
 	}
 	if l.keyFunc == nil {

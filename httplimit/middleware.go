@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"sync"
+	"time"
 
 	"github.com/calm-limiter/calm"
 	"github.com/calm-limiter/calm/algorithm"
@@ -228,9 +229,17 @@ func (l *Limiter) noteStoreSuccess() {
 	}
 }
 
-// logViolation writes one line per denied request, with the client hashed.
+// logViolation writes one line per denied request, with the client hashed,
+// within the bound of Config.MaxViolationLogs.
 func (l *Limiter) logViolation(endpoint, client string, res calm.Result) {
 	if l.quiet {
+		return
+	}
+	ok, suppressed := l.logGate.allow()
+	if suppressed > 0 {
+		l.log.Warn("rate limit exceeded: lines suppressed", "suppressed", suppressed)
+	}
+	if !ok {
 		return
 	}
 	keyHash := ""
@@ -247,4 +256,43 @@ func (l *Limiter) logViolation(endpoint, client string, res calm.Result) {
 		"remaining", res.Remaining,
 		"retry_after", retryAfterSeconds(res),
 	)
+}
+
+// logGate admits at most limit log lines per second of its clock and
+// counts the rest.
+type logGate struct {
+	limit      int // negative: no bound
+	now        func() time.Time
+	mu         sync.Mutex
+	second     int64 // Unix second of the current count
+	count      int
+	suppressed int64
+}
+
+func newLogGate(limit int, now func() time.Time) *logGate {
+	if limit == 0 {
+		limit = DefaultMaxViolationLogs
+	}
+	return &logGate{limit: limit, now: now}
+}
+
+// allow reports whether one more line may be written now, and returns the
+// number of lines suppressed before it once, when a new second begins.
+func (g *logGate) allow() (ok bool, suppressed int64) {
+	if g.limit < 0 {
+		return true, 0
+	}
+	sec := g.now().Unix()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if sec != g.second {
+		g.second, g.count = sec, 0
+		suppressed, g.suppressed = g.suppressed, 0
+	}
+	if g.count >= g.limit {
+		g.suppressed++
+		return false, suppressed
+	}
+	g.count++
+	return true, suppressed
 }
