@@ -22,26 +22,33 @@ func decideBucket(s State, now int64, l Limit, cost int64) (State, Decision) {
 	// A clock that stepped back leaves at > now: the bucket drains from at,
 	// never twice over the same interval.
 
-	d := Decision{Limit: c, Remaining: (full - level) / w, ResetAfter: bucketResetAfter(at, level, now, q)}
-	if d.Reason = costReason(cost, c); d.Reason != ReasonAllowed {
-		return s, d
-	}
-	if cost == 0 {
-		d.Allowed = true
-		return s, d
-	}
-	need := cost * w
-	if need > full-level {
-		d.Reason = ReasonLimited
-		d.RetryAfter = at - now + ceilDiv(level-(full-need), q)
-		return s, d
+	reason := costReason(cost, c)
+	if reason == ReasonAllowed && cost > 0 {
+		need := cost * w
+		if need <= full-level {
+			level += need
+			return State{A: at, B: level}, Decision{
+				Allowed:    true,
+				Limit:      c,
+				Remaining:  (full - level) / w,
+				ResetAfter: bucketResetAfter(at, level, now, q),
+			}
+		}
+		reason = ReasonLimited
 	}
 
-	level += need
-	d.Allowed = true
-	d.Remaining = (full - level) / w
-	d.ResetAfter = bucketResetAfter(at, level, now, q)
-	return State{A: at, B: level}, d
+	// Nothing is charged: report the current budget.
+	d := Decision{
+		Allowed:    reason == ReasonAllowed,
+		Reason:     reason,
+		Limit:      c,
+		Remaining:  (full - level) / w,
+		ResetAfter: bucketResetAfter(at, level, now, q),
+	}
+	if reason == ReasonLimited {
+		d.RetryAfter = at - now + ceilDiv(level-(full-cost*w), q)
+	}
+	return s, d
 }
 
 // bucketResetAfter returns the time from now until a bucket with the given

@@ -67,25 +67,34 @@ func decideGCRA(s State, now int64, l Limit, cost int64) (State, Decision) {
 	q, w, c := l.Quota, l.Window, l.Capacity()
 	tat := loadArrival(s, now, q)
 
-	d := Decision{Limit: c, Remaining: tat.remaining(now, l), ResetAfter: tat.resetAfter(now)}
-	if d.Reason = costReason(cost, c); d.Reason != ReasonAllowed {
-		return s, d
-	}
-	if cost == 0 {
-		d.Allowed = true
-		return s, d
-	}
-	if earliest := tat.earliest((c-cost)*w, q); now < earliest {
-		d.Reason = ReasonLimited
-		d.RetryAfter = earliest - now
-		return s, d
+	reason := costReason(cost, c)
+	var earliest int64
+	if reason == ReasonAllowed && cost > 0 {
+		earliest = tat.earliest((c-cost)*w, q)
+		if now >= earliest {
+			tat = tat.add(cost*w, q)
+			return State{A: tat.a, B: tat.b}, Decision{
+				Allowed:    true,
+				Limit:      c,
+				Remaining:  tat.remaining(now, l),
+				ResetAfter: tat.resetAfter(now),
+			}
+		}
+		reason = ReasonLimited
 	}
 
-	tat = tat.add(cost*w, q)
-	d.Allowed = true
-	d.Remaining = tat.remaining(now, l)
-	d.ResetAfter = tat.resetAfter(now)
-	return State{A: tat.a, B: tat.b}, d
+	// Nothing is charged: report the current budget.
+	d := Decision{
+		Allowed:    reason == ReasonAllowed,
+		Reason:     reason,
+		Limit:      c,
+		Remaining:  tat.remaining(now, l),
+		ResetAfter: tat.resetAfter(now),
+	}
+	if reason == ReasonLimited {
+		d.RetryAfter = earliest - now
+	}
+	return s, d
 }
 
 // decideLeakyQueue is the leaky bucket as a queue, with the behaviour of
@@ -99,33 +108,41 @@ func decideGCRA(s State, now int64, l Limit, cost int64) (State, Decision) {
 // the wait is ⌈max(TAT, now) − now − Delay × T⌉.
 func decideLeakyQueue(s State, now int64, l Limit, cost int64) (State, Decision) {
 	q, w, c := l.Quota, l.Window, l.Capacity()
-	delayUnits := clamp(l.Delay, 0, c) * w
 	tat := loadArrival(s, now, q)
 
-	d := Decision{Limit: c, Remaining: queueRemaining(tat, now, l), ResetAfter: tat.resetAfter(now)}
-	if d.Reason = costReason(cost, c); d.Reason != ReasonAllowed {
-		return s, d
-	}
-	if cost == 0 {
-		d.Allowed = true
-		return s, d
-	}
-	earliest := tat.earliest((c-cost)*w, q)
-	if l.MaxWait > 0 {
-		earliest = max(earliest, tat.earliest(delayUnits, q)-l.MaxWait)
-	}
-	if now < earliest {
-		d.Reason = ReasonQueueFull
-		d.RetryAfter = earliest - now
-		return s, d
+	reason := costReason(cost, c)
+	var earliest int64
+	if reason == ReasonAllowed && cost > 0 {
+		start := tat.earliest(clamp(l.Delay, 0, c)*w, q)
+		earliest = tat.earliest((c-cost)*w, q)
+		if l.MaxWait > 0 {
+			earliest = max(earliest, start-l.MaxWait)
+		}
+		if now >= earliest {
+			tat = tat.add(cost*w, q)
+			return State{A: tat.a, B: tat.b}, Decision{
+				Allowed:    true,
+				Limit:      c,
+				Remaining:  queueRemaining(tat, now, l),
+				ResetAfter: tat.resetAfter(now),
+				Wait:       max(start-now, 0),
+			}
+		}
+		reason = ReasonQueueFull
 	}
 
-	d.Wait = max(tat.earliest(delayUnits, q)-now, 0)
-	tat = tat.add(cost*w, q)
-	d.Allowed = true
-	d.Remaining = queueRemaining(tat, now, l)
-	d.ResetAfter = tat.resetAfter(now)
-	return State{A: tat.a, B: tat.b}, d
+	// Nothing is charged: report the current budget.
+	d := Decision{
+		Allowed:    reason == ReasonAllowed,
+		Reason:     reason,
+		Limit:      c,
+		Remaining:  queueRemaining(tat, now, l),
+		ResetAfter: tat.resetAfter(now),
+	}
+	if reason == ReasonQueueFull {
+		d.RetryAfter = earliest - now
+	}
+	return s, d
 }
 
 // queueRemaining returns how many requests of cost 1 the queue would admit

@@ -247,3 +247,30 @@ func TestGCRAEqualsTokenBucket(t *testing.T) {
 		}
 	}
 }
+
+func TestGCRAClockBack(t *testing.T) {
+	t.Parallel()
+	l := Limit{Quota: 2, Window: 2 * second, Burst: 2}
+	s := runSteps(t, GCRA, l, State{}, []step{
+		{"burst", 10 * second, 2, allowed(0, 2*second)},
+	})
+	runSteps(t, GCRA, l, s, []step{
+		// The TAT (12 s) stays put: from 5 s the wait includes the step.
+		{"back", 5 * second, 1, limited(0, 7*second, 6*second)},
+		{"free back", 5 * second, 0, allowed(0, 7*second)},
+		{"forward", 11 * second, 1, allowed(0, 2*second)},
+	})
+}
+
+func TestLeakyQueueClockBack(t *testing.T) {
+	t.Parallel()
+	l := Limit{Quota: 2, Window: 2 * second, Burst: 2}
+	s := runSteps(t, LeakyQueue, l, State{}, []step{
+		{"first", 10 * second, 1, allowed(1, 1*second)},
+		{"second waits", 10 * second, 1, Decision{Allowed: true, ResetAfter: 2 * second, Wait: 1 * second}},
+	})
+	runSteps(t, LeakyQueue, l, s, []step{
+		{"back", 5 * second, 1, Decision{Reason: ReasonQueueFull, ResetAfter: 7 * second, RetryAfter: 6 * second}},
+		{"forward", 11 * second, 1, Decision{Allowed: true, ResetAfter: 2 * second, Wait: 1 * second}},
+	})
+}
