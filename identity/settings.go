@@ -43,6 +43,7 @@ type Settings struct {
 	AllowUnverified    bool           // RATELIMIT_AUTH_ALLOW_UNVERIFIED_TOKENS
 	APIKeyHeader       string         // RATELIMIT_AUTH_API_KEY_HEADER
 	APIKeyQuery        string         // RATELIMIT_AUTH_API_KEY_QUERY
+	APIKeysFile        string         // RATELIMIT_AUTH_API_KEYS_FILE
 	SessionCookie      string         // RATELIMIT_AUTH_SESSION_COOKIE
 	AnonymousLimit     []calm.Rule    // RATELIMIT_ANONYMOUS_LIMIT
 	JWKSRefreshEvery   time.Duration  // RATELIMIT_AUTH_JWKS_REFRESH_INTERVAL
@@ -146,6 +147,10 @@ func (s *Settings) authVars() []config.Var {
 		{Env: "RATELIMIT_AUTH_API_KEY_QUERY", Key: "auth_api_key_query", Default: "",
 			Parse: config.Text(&s.APIKeyQuery, 64),
 			Usage: "Query parameter that carries an API key; off when empty."},
+		{Env: "RATELIMIT_AUTH_API_KEYS_FILE", Key: "auth_api_keys_file", Default: "",
+			Parse: config.Text(&s.APIKeysFile, 1024),
+			Usage: "YAML file of known API keys by SHA-256, each with subject, tier and " +
+				"permissions; without it API keys are never verified."},
 		{Env: "RATELIMIT_AUTH_SESSION_COOKIE", Key: "auth_session_cookie", Default: "session",
 			Parse: config.Text(&s.SessionCookie, 64), Usage: "Name of the session cookie."},
 		{Env: "RATELIMIT_ANONYMOUS_LIMIT", Key: "anonymous_limit", Default: "",
@@ -221,6 +226,14 @@ func (s *Settings) JWTConfigured() bool {
 // is fetched once before Build returns, bounded by the JWKS timeout.
 func (s *Settings) Build(ctx context.Context, tiers *Tiers, logger *slog.Logger) (
 	*Resolver, func(), error) {
+	var apiKeys APIKeyLookup
+	if s.APIKeysFile != "" {
+		lookup, err := LoadAPIKeys(s.APIKeysFile)
+		if err != nil {
+			return nil, nil, fmt.Errorf("RATELIMIT_AUTH_API_KEYS_FILE: %w", err)
+		}
+		apiKeys = lookup
+	}
 	verifier, closeFn, err := s.verifier(ctx)
 	if err != nil {
 		return nil, nil, err
@@ -243,6 +256,7 @@ func (s *Settings) Build(ctx context.Context, tiers *Tiers, logger *slog.Logger)
 		AllowUnverified:  s.AllowUnverified,
 		APIKeyHeader:     s.APIKeyHeader,
 		APIKeyQuery:      s.APIKeyQuery,
+		APIKeys:          apiKeys,
 		SessionCookie:    s.SessionCookie,
 		Logger:           logger,
 	})

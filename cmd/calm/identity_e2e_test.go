@@ -8,10 +8,12 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"math/big"
@@ -238,5 +240,38 @@ func TestProductionCheckEndToEnd(t *testing.T) {
 				t.Errorf("stderr = %q, want it to contain %q", stderr, tt.want)
 			}
 		})
+	}
+}
+
+func TestAPIKeyTierEndToEnd(t *testing.T) {
+	t.Parallel()
+	sum := sha256.Sum256([]byte("reports-key-1"))
+	path := filepath.Join(t.TempDir(), "keys.yaml")
+	file := "- sha256: " + hex.EncodeToString(sum[:]) + "\n  subject: reports\n  tier: paid\n"
+	if err := os.WriteFile(path, []byte(file), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := startCalm(t, map[string]string{"RATELIMIT_AUTH_API_KEYS_FILE": path})
+
+	tests := []struct {
+		name  string
+		key   string
+		limit string
+	}{
+		{name: "known key", key: "reports-key-1", limit: "100"},
+		{name: "unknown key", key: "guessed-key", limit: "5"},
+	}
+	for _, tt := range tests {
+		resp, body := do(t, http.MethodGet, p.url+"/api/tiered", nil,
+			http.Header{"X-Api-Key": {tt.key}})
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s: status %d, want 200; body %s", tt.name, resp.StatusCode, body)
+		}
+		if got := resp.Header.Get("RateLimit-Limit"); got != tt.limit {
+			t.Errorf("%s: RateLimit-Limit = %q, want %s", tt.name, got, tt.limit)
+		}
+	}
+	if strings.Contains(p.logs.String(), "reports-key-1") {
+		t.Errorf("logs contain the raw API key:\n%s", p.logs)
 	}
 }

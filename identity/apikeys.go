@@ -1,0 +1,82 @@
+package identity
+
+import (
+	"bytes"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Bounds on an API key file.
+const (
+	maxAPIKeyFile    = 1 << 20
+	maxAPIKeyEntries = 10000
+)
+
+// apiKeyEntry is one entry of an API key file.
+type apiKeyEntry struct {
+	SHA256      string   `yaml:"sha256"`
+	Subject     string   `yaml:"subject"`
+	Tier        string   `yaml:"tier"`
+	Permissions []string `yaml:"permissions"`
+}
+
+// LoadAPIKeys reads an API key file (RATELIMIT_AUTH_API_KEYS_FILE) and
+// returns a lookup for Config.APIKeys. The file lists the SHA-256 of each
+// key in hexadecimal, never the key itself:
+//
+//	- sha256: 3b0b...e1   # printf %s "$KEY" | sha256sum
+//	  subject: reporting-service
+//	  tier: paid
+//	  permissions: [circuit.bypass]
+func LoadAPIKeys(path string) (APIKeyLookup, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading API key file: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxAPIKeyFile+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading API key file %s: %w", path, err)
+	}
+	if len(data) > maxAPIKeyFile {
+		return nil, fmt.Errorf("API key file %s: larger than %d bytes", path, maxAPIKeyFile)
+	}
+	return parseAPIKeys(path, data)
+}
+
+func parseAPIKeys(path string, data []byte) (APIKeyLookup, error) {
+	var entries []apiKeyEntry
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&entries); err != nil && err != io.EOF {
+		return nil, fmt.Errorf("API key file %s: invalid: %v", path, err)
+	}
+	if len(entries) > maxAPIKeyEntries {
+		return nil, fmt.Errorf("API key file %s: %d entries, want at most %d", path,
+			len(entries), maxAPIKeyEntries)
+	}
+	keys := make(map[string]Principal, len(entries))
+	for i, e := range entries {
+		sum := strings.ToLower(strings.TrimSpace(e.SHA256))
+		if b, err := hex.DecodeString(sum); err != nil || len(b) != 32 {
+			return nil, fmt.Errorf("API key file %s: entry %d: invalid sha256 %q: want 64 "+
+				"hexadecimal digits, the SHA-256 of the key", path, i, e.SHA256)
+		}
+		if strings.TrimSpace(e.Subject) == "" {
+			return nil, fmt.Errorf("API key file %s: entry %d: missing subject", path, i)
+		}
+		if _, dup := keys[sum]; dup {
+			return nil, fmt.Errorf("API key file %s: entry %d: sha256 listed twice", path, i)
+		}
+		keys[sum] = Principal{Subject: e.Subject, Tier: e.Tier, Permissions: e.Permissions}
+	}
+	return func(sha256Hex string) (Principal, bool) {
+		p, ok := keys[sha256Hex]
+		return p, ok
+	}, nil
+}
