@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -136,5 +137,23 @@ func TestSlowDownInvalidConfig(t *testing.T) {
 	}
 	if _, err := f.lim.SlowDown(SlowDownConfig{MaxWaiting: -1}); err == nil {
 		t.Errorf("SlowDown(MaxWaiting -1) = nil error, want one")
+	}
+}
+
+func TestSlowDownHoldsLeakyQueueWait(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, Config{Policy: policy.Config{Routes: []policy.Route{
+		{Pattern: "/queue", Limits: []string{"2/second"}, Algorithm: "leaky_queue"},
+	}}})
+	timer := &advancingTimer{clock: f.clock}
+	h := newSlowDown(t, f, SlowDownConfig{MaxDelay: 2 * time.Second, After: timer.After})
+	for i := range 3 {
+		if w := do(h, "GET", "/queue", client1); w.Code != http.StatusOK {
+			t.Fatalf("request %d: status %d, want 200", i+1, w.Code)
+		}
+	}
+	want := []time.Duration{500 * time.Millisecond, 500 * time.Millisecond}
+	if !slices.Equal(timer.delays, want) {
+		t.Errorf("delays = %v, want %v: the queue spaces requests 500ms apart", timer.delays, want)
 	}
 }
