@@ -24,6 +24,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/calm-limiter/calm/internal/redistest"
 )
 
 const e2eJWTSecret = "e2e-secret-0123456789abcdef-0123456789"
@@ -274,4 +276,65 @@ func TestAPIKeyTierEndToEnd(t *testing.T) {
 	if strings.Contains(p.logs.String(), "reports-key-1") {
 		t.Errorf("logs contain the raw API key:\n%s", p.logs)
 	}
+}
+
+func TestProductionCheckWithRedis(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	base := map[string]string{
+		"RATELIMIT_ENVIRONMENT": "production",
+		"RATELIMIT_REDIS_URL":   "redis://" + srv.Addr + "/0",
+	}
+	tests := []struct {
+		name string
+		env  map[string]string
+		want string
+	}{
+		{name: "tiers without JWT key", env: map[string]string{
+			"RATELIMIT_FP_SECRET": e2eJWTSecret},
+			want: "RATELIMIT_AUTH_JWT_SECRET"},
+		{name: "unverified tokens", env: map[string]string{
+			"RATELIMIT_FP_SECRET":                    e2eJWTSecret,
+			"RATELIMIT_AUTH_JWT_SECRET":              e2eJWTSecret,
+			"RATELIMIT_AUTH_ALLOW_UNVERIFIED_TOKENS": "true"},
+			want: "RATELIMIT_AUTH_ALLOW_UNVERIFIED_TOKENS=false"},
+		{name: "no fingerprint secret", env: map[string]string{
+			"RATELIMIT_AUTH_JWT_SECRET": e2eJWTSecret},
+			want: "RATELIMIT_FP_SECRET"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			env := map[string]string{}
+			for k, v := range base {
+				env[k] = v
+			}
+			for k, v := range tt.env {
+				env[k] = v
+			}
+			code, _, stderr := runCalm(t, env, "serve", "--addr", "127.0.0.1:0")
+			if code != 1 {
+				t.Errorf("exit status = %d, want 1", code)
+			}
+			if !strings.Contains(stderr, tt.want) {
+				t.Errorf("stderr = %q, want it to name %s", stderr, tt.want)
+			}
+		})
+	}
+
+	t.Run("complete settings start", func(t *testing.T) {
+		t.Parallel()
+		env := map[string]string{
+			"RATELIMIT_FP_SECRET":       e2eJWTSecret,
+			"RATELIMIT_AUTH_JWT_SECRET": e2eJWTSecret,
+		}
+		for k, v := range base {
+			env[k] = v
+		}
+		p := startCalm(t, env)
+		resp, body := do(t, http.MethodGet, p.url+"/api/tiered", nil, nil)
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("GET /api/tiered: status %d, want 200; body %s", resp.StatusCode, body)
+		}
+	})
 }
