@@ -27,8 +27,8 @@ type LimitInfo struct {
 	RetryAfter *int64 `json:"retry_after"`
 	Policy     string `json:"policy"`
 	Scope      string `json:"scope"`
-	// Reason is "limited", "cost_exceeds_capacity", "queue_full" or
-	// "invalid_cost".
+	// Reason is "limited", "cost_exceeds_capacity", "queue_full",
+	// "invalid_cost" or "invalid_limit".
 	Reason string `json:"reason"`
 }
 

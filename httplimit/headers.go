@@ -61,13 +61,14 @@ func setHeaders(h http.Header, mode HeaderMode, res calm.Result) {
 
 // retryAfterSeconds returns the Retry-After value of res in whole seconds,
 // rounded up and at least 1, or 0 when res gets no Retry-After: when it is
-// allowed, and when its cost can never pass.
+// allowed, and when waiting cannot help because the cost or the limit is
+// invalid or the cost exceeds the capacity.
 func retryAfterSeconds(res calm.Result) int64 {
 	if res.Allowed {
 		return 0
 	}
 	switch res.Reason {
-	case algorithm.ReasonCostTooLarge, algorithm.ReasonInvalidCost:
+	case algorithm.ReasonCostTooLarge, algorithm.ReasonInvalidCost, algorithm.ReasonInvalidLimit:
 		return 0
 	}
 	return max(ceilSeconds(res.RetryAfter), 1)

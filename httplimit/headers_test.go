@@ -103,6 +103,7 @@ func TestRetryAfter(t *testing.T) {
 		{"queue full", 3 * time.Second, 3 * time.Second, algorithm.ReasonQueueFull, "3", "3"},
 		{"cost too large", 0, 30 * time.Second, algorithm.ReasonCostTooLarge, "", "30"},
 		{"invalid cost", 0, 0, algorithm.ReasonInvalidCost, "", "0"},
+		{"invalid limit", 0, 0, algorithm.ReasonInvalidLimit, "", "0"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -230,7 +231,7 @@ func FuzzHeaders(f *testing.F) {
 	f.Fuzz(func(t *testing.T, name string, q, window, remaining, reset, retry int64, allowed bool, reason uint8) {
 		rule := calm.Rule{Requests: q, Window: time.Duration(window)}
 		res := calm.Result{
-			Allowed: allowed, Reason: algorithm.Reason(reason % 5), Limit: q, Remaining: remaining,
+			Allowed: allowed, Reason: algorithm.Reason(reason % 7), Limit: q, Remaining: remaining,
 			ResetAfter: time.Duration(reset), RetryAfter: time.Duration(retry),
 			Policy: name, Scope: calm.ScopeUser, Rule: rule,
 			Quotas: []calm.Quota{
@@ -254,7 +255,9 @@ func FuzzHeaders(f *testing.F) {
 			}
 		}
 		ra := h.Get("Retry-After")
-		if allowed || res.Reason == algorithm.ReasonCostTooLarge || res.Reason == algorithm.ReasonInvalidCost {
+		switch {
+		case allowed, res.Reason == algorithm.ReasonCostTooLarge, res.Reason == algorithm.ReasonInvalidCost,
+			res.Reason == algorithm.ReasonInvalidLimit:
 			if ra != "" {
 				t.Fatalf("Retry-After = %q, want none", ra)
 			}
