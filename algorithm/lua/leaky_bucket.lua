@@ -1,6 +1,7 @@
--- calm_leaky_bucket: the leaky bucket (meter) decision of calm's algorithm package, the Lua twin of
--- decideBucket in Go. Both must return the same values for the same inputs;
--- a differential test replays random traces through both.
+-- calm_leaky_bucket: the leaky bucket (meter) decision of calm's algorithm
+-- package, the Lua twin of decideBucket in Go. Both must return the same
+-- values for the same inputs, and a differential test replays random traces
+-- through both.
 --
 -- Defines one local function:
 --

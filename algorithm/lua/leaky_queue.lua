@@ -1,6 +1,7 @@
--- calm_leaky_queue: the leaky bucket as a queue (nginx limit_req) decision of calm's algorithm package, the Lua twin of
--- decideLeakyQueue in Go. Both must return the same values for the same inputs;
--- a differential test replays random traces through both.
+-- calm_leaky_queue: the leaky bucket as a queue (nginx limit_req) decision
+-- of calm's algorithm package, the Lua twin of decideLeakyQueue in Go. Both
+-- must return the same values for the same inputs, and a differential test
+-- replays random traces through both.
 --
 -- Defines one local function:
 --

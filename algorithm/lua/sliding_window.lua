@@ -1,6 +1,7 @@
--- calm_sliding_window: the sliding window counter decision of calm's algorithm package, the Lua twin of
--- decideSlidingWindow in Go. Both must return the same values for the same inputs;
--- a differential test replays random traces through both.
+-- calm_sliding_window: the sliding window counter decision of calm's
+-- algorithm package, the Lua twin of decideSlidingWindow in Go. Both must
+-- return the same values for the same inputs, and a differential test
+-- replays random traces through both.
 --
 -- Defines one local function:
 --

@@ -1,6 +1,7 @@
--- calm_token_bucket: the token bucket decision of calm's algorithm package, the Lua twin of
--- decideBucket in Go. Both must return the same values for the same inputs;
--- a differential test replays random traces through both.
+-- calm_token_bucket: the token bucket decision of calm's algorithm package,
+-- the Lua twin of decideBucket in Go. Both must return the same values for
+-- the same inputs, and a differential test replays random traces through
+-- both.
 --
 -- Defines one local function:
 --
