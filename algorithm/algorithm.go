@@ -107,7 +107,7 @@ type Limit struct {
 	// MaxWait applies to LeakyQueue only: a request that would wait longer
 	// than MaxWait microseconds is rejected instead. Zero means no bound
 	// besides the capacity, which already bounds the wait to
-	// (capacity − Delay) × Window / Quota.
+	// (capacity − 1 − Delay) × Window / Quota.
 	MaxWait int64
 }
 

@@ -274,3 +274,25 @@ func TestLeakyQueueClockBack(t *testing.T) {
 		{"forward", 11 * second, 1, Decision{Allowed: true, ResetAfter: 2 * second, Wait: 1 * second}},
 	})
 }
+
+func TestLeakyQueueLongestWait(t *testing.T) {
+	t.Parallel()
+	// Without MaxWait the capacity bounds the wait to
+	// (capacity − 1 − Delay) × Window/Quota: here (6 − 1 − 2) × 250 ms.
+	l := Limit{Quota: 4, Window: second, Burst: 6, Delay: 2}
+	var s State
+	var longest int64
+	for range 6 {
+		next, d := Decide(LeakyQueue, s, epoch, l, 1)
+		if !d.Allowed {
+			t.Fatalf("Decide = %+v, want allowed", d)
+		}
+		s, longest = next, max(longest, d.Wait)
+	}
+	if want := 750 * ms; longest != want {
+		t.Errorf("longest wait = %d, want %d", longest, want)
+	}
+	if _, d := Decide(LeakyQueue, s, epoch, l, 1); d.Reason != ReasonQueueFull {
+		t.Errorf("seventh request: Decide = %+v, want %v", d, ReasonQueueFull)
+	}
+}
