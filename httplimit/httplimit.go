@@ -178,8 +178,8 @@ type Config struct {
 	// QuietViolations turns off the line per denied request.
 	QuietViolations bool
 
-	// MaxViolationLogs bounds the lines per second about denied requests,
-	// so that an attack cannot flood the log. Lines over the bound are
+	// MaxViolationLogs bounds the lines per second about denied requests
+	// and invalid costs, so that an attack cannot flood the log. Lines over the bound are
 	// counted and reported in one line when logging resumes. Zero means
 	// DefaultMaxViolationLogs; a negative value means no bound.
 	MaxViolationLogs int

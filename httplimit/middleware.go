@@ -23,7 +23,7 @@ import (
 func (l *Limiter) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h, pattern := l.resolve(r)
-		if rh, ok := h.(*routeHandler); ok && rh.route.l == l {
+		if l.declares(h) {
 			next.ServeHTTP(w, r)
 			return
 		}
@@ -42,6 +42,13 @@ func (l *Limiter) Middleware(next http.Handler) http.Handler {
 // an error that wraps ErrInvalidCost and a denied Result.
 func (l *Limiter) Check(r *http.Request) (calm.Result, error) {
 	return l.check(r, l.match(r))
+}
+
+// declares reports whether h is a handler of a Route of l, which limits
+// its requests itself.
+func (l *Limiter) declares(h http.Handler) bool {
+	rh, ok := h.(*routeHandler)
+	return ok && rh.route.l == l
 }
 
 // match returns the policy match of r.
@@ -116,7 +123,9 @@ func (l *Limiter) respondError(
 ) bool {
 	switch {
 	case errors.Is(err, ErrInvalidCost):
-		l.log.Warn("rejected request with invalid cost", "endpoint", m.Endpoint, "policy", m.Policy(), "err", err)
+		if l.gateLog() {
+			l.log.Warn("rejected request with invalid cost", "endpoint", m.Endpoint, "policy", m.Policy(), "err", err)
+		}
 		l.writeInvalidCost(w, m, res)
 		return true
 	case r.Context().Err() != nil:
@@ -175,6 +184,10 @@ func (l *Limiter) apply(w http.ResponseWriter, r *http.Request, m policy.Match) 
 	}
 
 	buf := checkBuffers.Get().(*checkBuffer)
+	defer func() {
+		clear(buf.checks[:])
+		checkBuffers.Put(buf)
+	}()
 	checks := m.AppendChecks(buf.checks[:0], client)
 	if l.checks != nil {
 		checks = l.checks(r, checks)
@@ -186,9 +199,8 @@ func (l *Limiter) apply(w http.ResponseWriter, r *http.Request, m policy.Match) 
 			return denial, client, nil
 		}
 	}
+
 	res, err := l.limiter.Allow(r.Context(), checks, cost)
-	clear(buf.checks[:])
-	checkBuffers.Put(buf)
 	if err != nil {
 		l.noteStoreFailure(r.Context(), err)
 		return res, client, fmt.Errorf("%w: %w", ErrStore, err)
@@ -235,11 +247,7 @@ func (l *Limiter) logViolation(endpoint, client string, res calm.Result) {
 	if l.quiet {
 		return
 	}
-	ok, suppressed := l.logGate.allow()
-	if suppressed > 0 {
-		l.log.Warn("rate limit exceeded: lines suppressed", "suppressed", suppressed)
-	}
-	if !ok {
+	if !l.gateLog() {
 		return
 	}
 	keyHash := ""
@@ -256,6 +264,16 @@ func (l *Limiter) logViolation(endpoint, client string, res calm.Result) {
 		"remaining", res.Remaining,
 		"retry_after", retryAfterSeconds(res),
 	)
+}
+
+// gateLog reports whether a line about one request may be written now,
+// and first logs how many such lines were suppressed, once per second.
+func (l *Limiter) gateLog() bool {
+	ok, suppressed := l.logGate.allow()
+	if suppressed > 0 {
+		l.log.Warn("log lines about requests suppressed", "suppressed", suppressed)
+	}
+	return ok
 }
 
 // logGate admits at most limit log lines per second of its clock and

@@ -48,7 +48,8 @@ type SlowDownConfig struct {
 // returns within MaxDelay waits for it (calm.Result.RetryAfter) and is
 // checked again; nothing is charged while it waits. A request whose client
 // goes away stops waiting and gets no response. A request that cannot pass
-// within MaxDelay is denied with the usual response.
+// within MaxDelay is denied with the usual response. As with Middleware, a
+// request that Config.Mux routes to a handler made by Limit is left to it.
 func (l *Limiter) SlowDown(cfg SlowDownConfig) (func(http.Handler) http.Handler, error) {
 	if cfg.MaxDelay < 0 {
 		return nil, fmt.Errorf("httplimit: invalid MaxDelay %s: use a positive duration such as 5s, or 0 for %s",
@@ -84,7 +85,12 @@ type slowDown struct {
 }
 
 func (s *slowDown) serve(w http.ResponseWriter, r *http.Request, next http.Handler) {
-	m := s.l.match(r)
+	h, pattern := s.l.resolve(r)
+	if s.l.declares(h) {
+		next.ServeHTTP(w, r)
+		return
+	}
+	m := s.l.policy.Match(r, pattern)
 	if !m.Limited {
 		next.ServeHTTP(w, r)
 		return
