@@ -26,13 +26,9 @@ type apiKeyEntry struct {
 }
 
 // LoadAPIKeys reads an API key file (RATELIMIT_AUTH_API_KEYS_FILE) and
-// returns a lookup for Config.APIKeys. The file lists the SHA-256 of each
-// key in hexadecimal, never the key itself:
-//
-//	- sha256: 3b0b...e1   # printf %s "$KEY" | sha256sum
-//	  subject: reporting-service
-//	  tier: paid
-//	  permissions: [circuit.bypass]
+// returns a lookup for Config.APIKeys. The file is a YAML list of entries
+// with the keys sha256 (the SHA-256 of the API key in hexadecimal, never
+// the key itself), subject, tier and permissions.
 func LoadAPIKeys(path string) (APIKeyLookup, error) {
 	f, err := os.Open(path)
 	if err != nil {

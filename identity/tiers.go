@@ -180,6 +180,16 @@ func (t *Tiers) Rules(name string) []calm.Rule { return t.levels[name] }
 // tiered routes, or nil when none are configured.
 func (t *Tiers) Anonymous() []calm.Rule { return t.anonymous }
 
+// Routes returns the tiered endpoints in sorted order.
+func (t *Tiers) Routes() []string {
+	out := make([]string, 0, len(t.routes))
+	for r := range t.routes {
+		out = append(out, r)
+	}
+	slices.Sort(out)
+	return out
+}
+
 // Applies reports whether the endpoint's limits come from the tier.
 func (t *Tiers) Applies(endpoint string) bool { return t.all || t.routes[endpoint] }
 

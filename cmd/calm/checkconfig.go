@@ -40,10 +40,15 @@ func runCheckConfig(ctx context.Context, c *cli) error {
 	if err := pc.Validate(); err != nil {
 		return policyError(file, err)
 	}
+	tiers, err := fileTiers(file)
+	if err != nil {
+		return err
+	}
 	fmt.Fprintf(c.stdout, "%s: valid\n\n", path)
 	printSettings(c.stdout, values)
 	fmt.Fprintln(c.stdout)
 	printPolicy(c.stdout, pc)
+	printTiers(c.stdout, tiers)
 	return nil
 }
 

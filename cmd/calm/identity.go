@@ -6,8 +6,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net/http"
+	"strings"
+	"text/tabwriter"
 
+	"github.com/calm-limiter/calm"
+	"github.com/calm-limiter/calm/config"
 	"github.com/calm-limiter/calm/httplimit"
 	"github.com/calm-limiter/calm/identity"
 	"github.com/calm-limiter/calm/identity/tlsfp"
@@ -86,32 +91,56 @@ func (e *identityExtension) setup(ctx context.Context, gw *gateway) error {
 // tiers returns the config file's tiers, the demo's default tiers in demo
 // mode, or nil.
 func (e *identityExtension) tiers(gw *gateway) (*identity.Tiers, error) {
-	var (
-		cfg identity.TierConfig
-		ok  bool
-	)
-	if gw.file != nil {
-		var err error
-		cfg, ok, err = identity.DecodeTierConfig(gw.file.Tiers)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", gw.file.Path, err)
-		}
+	if gw.file != nil && gw.file.Tiers.Kind != 0 {
+		return fileTiers(gw.file)
 	}
-	if !ok && e.defaultTiers(gw) {
-		cfg, ok = identity.DefaultTierConfig(), true
+	if !e.defaultTiers(gw) {
+		return nil, nil
+	}
+	tiers, err := identity.NewTiers(identity.DefaultTierConfig())
+	if err != nil {
+		return nil, fmt.Errorf("built-in demo tiers: %w", err)
+	}
+	return tiers, nil
+}
+
+// fileTiers decodes and validates the tiers section of file, or returns
+// nil when it has none.
+func fileTiers(file *config.File) (*identity.Tiers, error) {
+	cfg, ok, err := identity.DecodeTierConfig(file.Tiers)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", file.Path, err)
 	}
 	if !ok {
 		return nil, nil
 	}
 	tiers, err := identity.NewTiers(cfg)
 	if err != nil {
-		source := "built-in demo tiers"
-		if gw.file != nil {
-			source = gw.file.Path
-		}
-		return nil, fmt.Errorf("%s: %w", source, err)
+		return nil, fmt.Errorf("%s: %w", file.Path, err)
 	}
 	return tiers, nil
+}
+
+// printTiers writes the tiers of a config file for calm check-config.
+func printTiers(w io.Writer, tiers *identity.Tiers) {
+	if tiers == nil {
+		return
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "Tiers (verified tier claim; unknown tiers get %s):\n", tiers.Lowest())
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, name := range tiers.Names() {
+		fmt.Fprintf(tw, "  %s\t%s\n", name, ruleText(tiers.Rules(name)))
+	}
+	if rules := tiers.Anonymous(); rules != nil {
+		fmt.Fprintf(tw, "  anonymous\t%s\tper client network\n", ruleText(rules))
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "Tiered routes: %s\n", strings.Join(tiers.Routes(), ", "))
+}
+
+func ruleText(rules []calm.Rule) string {
+	return strings.Join(ruleStrings(rules), ", ")
 }
 
 // defaultTiers reports whether the demo's built-in tiers apply: demo mode

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -85,6 +87,39 @@ func TestTokenRejectsBadFlags(t *testing.T) {
 			}
 			if !strings.Contains(stderr, tt.want) {
 				t.Errorf("stderr = %q, want it to contain %q", stderr, tt.want)
+			}
+		})
+	}
+}
+
+func TestCheckConfigTiers(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		file string
+		code int
+		want string
+	}{
+		{name: "valid", code: 0, file: "tiers:\n  routes: [GET /x]\n  levels:\n" +
+			"    - {name: gold, limits: [50/minute]}\n    - {name: tin, limits: [1/minute]}\n",
+			want: "unknown tiers get tin"},
+		{name: "bad rule", code: 1, file: "tiers:\n  levels:\n    - {name: gold, limits: [0/minute]}\n",
+			want: "tiers.levels[0] (gold)"},
+		{name: "unknown key", code: 1, file: "tiers:\n  level: []\n", want: "tiers: invalid"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			path := filepath.Join(t.TempDir(), "calm.yaml")
+			if err := os.WriteFile(path, []byte(tt.file), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			code, stdout, stderr := runInProcess(t, "check-config", path)
+			if code != tt.code {
+				t.Errorf("exit status = %d, want %d; stderr: %s", code, tt.code, stderr)
+			}
+			if !strings.Contains(stdout+stderr, tt.want) {
+				t.Errorf("output lacks %q:\n%s%s", tt.want, stdout, stderr)
 			}
 		})
 	}
