@@ -6,7 +6,6 @@ import (
 	"strconv"
 
 	"github.com/calm-limiter/calm"
-	"github.com/calm-limiter/calm/policy"
 )
 
 // Body is the JSON body of a denied response.
@@ -66,7 +65,7 @@ type errorBody struct {
 
 // writeInvalidCost responds 400 to a request whose cost function failed,
 // because the cost comes from the request, such as a row count.
-func (l *Limiter) writeInvalidCost(w http.ResponseWriter, m policy.Match, res calm.Result) {
+func (l *Limiter) writeInvalidCost(w http.ResponseWriter, res calm.Result) {
 	writeJSON(w, http.StatusBadRequest, errorBody{
 		Message: http.StatusText(http.StatusBadRequest),
 		Detail:  "The cost of this request could not be computed from its parameters.",

@@ -60,9 +60,9 @@ func setHeaders(h http.Header, mode HeaderMode, res calm.Result) {
 }
 
 // retryAfterSeconds returns the Retry-After value of res in whole seconds,
-// rounded up and at least 1, or 0 when res gets no Retry-After: when it is
-// allowed, and when waiting cannot help because the cost or the limit is
-// invalid or the cost exceeds the capacity.
+// rounded up and at least 1. It returns 0, meaning no Retry-After, when res
+// is allowed and when waiting cannot help: the cost or the limit is
+// invalid, or the cost exceeds the capacity.
 func retryAfterSeconds(res calm.Result) int64 {
 	if res.Allowed {
 		return 0

@@ -18,14 +18,15 @@
 // A denied request gets status 420 (or Config.StatusCode, such as 429) and
 // a JSON body with "message", "detail" and "limit_info". Every limited
 // response, allowed or denied, carries RateLimit-Limit, RateLimit-Remaining
-// and RateLimit-Reset (seconds until the deciding rule's budget is back,
-// rounded up), X-RateLimit-Policy and X-RateLimit-Scope, and the structured
-// fields RateLimit-Policy and RateLimit of draft-ietf-httpapi-ratelimit-
-// headers (revision -08 and later), with one list item per rule in force.
-// Config.Headers chooses the legacy trio, the draft fields, both (the
-// default) or none. A denied request also gets Retry-After in whole
-// seconds, rounded up and at least 1, unless its cost exceeds the
-// capacity of a rule, because such a request can never pass.
+// and RateLimit-Reset, which counts the seconds until the deciding rule's
+// budget is back, rounded up. It also carries X-RateLimit-Policy,
+// X-RateLimit-Scope, and the structured fields RateLimit-Policy and
+// RateLimit of draft-ietf-httpapi-ratelimit-headers (revision -08 and
+// later), with one list item per rule in force. Config.Headers chooses the
+// legacy trio, the draft fields, both (the default) or none. A denied
+// request also gets Retry-After in whole seconds, rounded up and at least
+// 1, unless its cost exceeds the capacity of a rule, because such a request
+// can never pass.
 //
 // # The reason phrase of 420
 //

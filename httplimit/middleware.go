@@ -64,8 +64,9 @@ func (l *Limiter) resolve(r *http.Request) (http.Handler, string) {
 	var h http.Handler
 	pattern := r.Pattern
 	if l.mux != nil && r.URL != nil && r.Method != http.MethodConnect {
-		// ServeMux returns redirect targets built from the request path
-		// for CONNECT requests, so those are never asked.
+		// For CONNECT requests ServeMux can return a redirect target built
+		// from the request path in place of a pattern, so they are not
+		// looked up.
 		var muxPattern string
 		h, muxPattern = l.mux.Handler(r)
 		if pattern == "" {
@@ -126,7 +127,7 @@ func (l *Limiter) respondError(
 		if l.gateLog() {
 			l.log.Warn("rejected request with invalid cost", "endpoint", m.Endpoint, "policy", m.Policy(), "err", err)
 		}
-		l.writeInvalidCost(w, m, res)
+		l.writeInvalidCost(w, res)
 		return true
 	case r.Context().Err() != nil:
 		// The client is gone, so no response is written.
