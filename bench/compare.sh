@@ -52,7 +52,7 @@ echo "load average after the run: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
 "$out/benchstat" -col /peer -filter ".unit:(ns/op OR allocs/op)" "$speed"
 echo
-"$out/benchstat" -col /peer -filter ".unit:B/key" "$heap"
+"$out/benchstat" -col /peer -filter ".unit:(B/key OR new-key-denials OR lost-keys/1000)" "$heap"
 echo
 base=${PEERS%% *}
 "$out/benchsummary" -base "$base" "$speed" "$heap"

@@ -82,12 +82,8 @@ func (c *calmLimiter) Allow(key string) bool {
 
 func (c *calmLimiter) Close() error { return c.st.Close() }
 
-// newMemoryStore returns calm's memory store sized for keys distinct keys,
-// or with its default size when keys is zero.
-//
-// NOTE: MaxKeys gets 25% headroom because the store splits MaxKeys evenly
-// across shards and a shard that fills up evicts its least recently used
-// key, so a store with MaxKeys exactly 1M evicts a few of 1M random keys.
+// newMemoryStore returns calm's memory store with its default size,
+// DefaultMaxKeys, or room for keys when that is more.
 func newMemoryStore(keys int) *memory.Store {
-	return memory.New(memory.Config{MaxKeys: keys + keys/4})
+	return memory.New(memory.Config{MaxKeys: max(keys, memory.DefaultMaxKeys)})
 }

@@ -33,8 +33,8 @@ type Limit struct {
 	Requests int64
 	Window   time.Duration
 	// Keys is the number of distinct keys the caller will use. Adapters of
-	// stores with a key cap size the cap so that no key is evicted; the
-	// others ignore it. Zero means the library's default.
+	// stores with a key cap make room for at least Keys keys; the others
+	// ignore it. Zero means the library's default.
 	Keys int
 }
 

@@ -3,7 +3,11 @@
 // calm's median:
 //
 //	compare <case> <peer> ns_per_op=<n> allocs_per_op=<n> ratio_to_calm=<x>
-//	compare heap <peer> keys=<n> bytes_per_key=<n> ratio_to_calm=<x>
+//	compare heap <peer> keys=<n> bytes_per_key=<n> ratio_to_calm=<x> new_key_denials=<n> lost_per_1000=<n>
+//
+// new_key_denials counts new keys denied on their first request and
+// lost_per_1000 the sampled keys whose state the store no longer held
+// (see BenchmarkHeap in package compare).
 //
 // A ratio above 1 means calm is faster (peer ns / calm ns) or smaller
 // (peer bytes / calm bytes). Input is `go test -bench` output, from files
@@ -72,7 +76,8 @@ func readFiles(names []string) (*summary, error) {
 
 // series holds every measurement of one case and peer.
 type series struct {
-	ns, allocs, bytesPerKey []float64
+	ns, allocs, bytesPerKey    []float64
+	newKeyDenials, lostPer1000 []float64
 }
 
 // summary collects series by case, then peer, in the order they first
@@ -138,6 +143,12 @@ func (s *summary) add(res *benchfmt.Result) {
 	if v, ok := res.Value("B/key"); ok {
 		ser.bytesPerKey = append(ser.bytesPerKey, v)
 	}
+	if v, ok := res.Value("new-key-denials"); ok {
+		ser.newKeyDenials = append(ser.newKeyDenials, v)
+	}
+	if v, ok := res.Value("lost-keys/1000"); ok {
+		ser.lostPer1000 = append(ser.lostPer1000, v)
+	}
 }
 
 // nameSettings returns the key=value parts of a benchmark name, such as
@@ -195,8 +206,15 @@ func heapLine(name, peer, keys string, ser, base *series) string {
 	if base != nil && len(base.bytesPerKey) > 0 {
 		ratio = strconv.FormatFloat(bytes/median(base.bytesPerKey), 'f', 2, 64)
 	}
-	return fmt.Sprintf("compare %s %s keys=%s bytes_per_key=%s ratio_to_calm=%s",
+	line := fmt.Sprintf("compare %s %s keys=%s bytes_per_key=%s ratio_to_calm=%s",
 		name, peer, expandCount(keys), formatNumber(bytes), ratio)
+	if len(ser.newKeyDenials) > 0 {
+		line += " new_key_denials=" + formatNumber(median(ser.newKeyDenials))
+	}
+	if len(ser.lostPer1000) > 0 {
+		line += " lost_per_1000=" + formatNumber(median(ser.lostPer1000))
+	}
+	return line
 }
 
 // writeMarkdown prints one table row per case with each peer's median
@@ -233,7 +251,8 @@ func (s *summary) writeMarkdown(w io.Writer, base string) error {
 }
 
 // markdownCell formats one median: "812 (1.53×), 3 allocs" for speed and
-// "37.8 (0.23×)" for heap cases.
+// "37.8 (0.23×)" for heap cases, followed for heap by the new keys denied
+// and the sampled keys lost when there were any.
 func markdownCell(ser, base *series, heap, isBase bool) string {
 	if ser == nil {
 		return "–"
@@ -253,7 +272,13 @@ func markdownCell(ser, base *series, heap, isBase bool) string {
 		cell += fmt.Sprintf(" (%.2f×)", median(values)/median(baseValues))
 	}
 	if !heap {
-		cell += ", " + formatNumber(median(ser.allocs)) + " allocs"
+		return cell + ", " + formatNumber(median(ser.allocs)) + " allocs"
+	}
+	if d := median(ser.newKeyDenials); d > 0 {
+		cell += ", " + formatNumber(d) + " new keys denied"
+	}
+	if l := median(ser.lostPer1000); l > 0 {
+		cell += ", " + formatNumber(l) + "/1000 lost"
 	}
 	return cell
 }

@@ -14,7 +14,7 @@ BenchmarkCompare/case=hot/peer=calm-2   	 2135326	       120.0 ns/op	       0 B/
 BenchmarkCompare/case=hot/peer=xtime-2  	 2414438	       250.0 ns/op	      24 B/op	       2 allocs/op
 BenchmarkCompare/case=hot/peer=calm-2   	 2135326	       110.0 ns/op	       0 B/op	       0 allocs/op
 BenchmarkCompare/case=hot/peer=calm-limiter-2 	 184359	 1100 ns/op	 728 B/op	 10 allocs/op
-BenchmarkHeap/keys=1M/peer=calm-2 	 1	 860342858 ns/op	 10.5 B/key
+BenchmarkHeap/keys=1M/peer=calm-2 	 1	 860342858 ns/op	 10.5 B/key	 8 lost-keys/1000	 33 new-key-denials
 BenchmarkHeap/keys=1M/peer=xtime-2 	 1	 959821992 ns/op	 151.8 B/key
 BenchmarkOther-2 	 1	 5 ns/op
 PASS
@@ -34,7 +34,7 @@ func TestSummaryLines(t *testing.T) {
 		"compare hot calm ns_per_op=110 allocs_per_op=0 ratio_to_calm=1.00",
 		"compare hot xtime ns_per_op=200 allocs_per_op=1 ratio_to_calm=1.82",
 		"compare hot calm-limiter ns_per_op=1100 allocs_per_op=10 ratio_to_calm=10.00",
-		"compare heap calm keys=1000000 bytes_per_key=10.5 ratio_to_calm=1.00",
+		"compare heap calm keys=1000000 bytes_per_key=10.5 ratio_to_calm=1.00 new_key_denials=33 lost_per_1000=8",
 		"compare heap xtime keys=1000000 bytes_per_key=151.8 ratio_to_calm=14.46",
 	}
 	got := strings.Split(strings.TrimSpace(out.String()), "\n")
@@ -109,7 +109,7 @@ func TestSummaryMarkdown(t *testing.T) {
 	want := `| case | calm | xtime | calm-limiter |
 |---|---:|---:|---:|
 | hot, ns/op | 110, 0 allocs | 200 (1.82×), 1 allocs | 1100 (10.00×), 10 allocs |
-| heap, B/key (1000000 keys) | 10.5 | 151.8 (14.46×) | – |
+| heap, B/key (1000000 keys) | 10.5, 33 new keys denied, 8/1000 lost | 151.8 (14.46×) | – |
 `
 	if out.String() != want {
 		t.Errorf("writeMarkdown printed\n%s\nwant\n%s", out.String(), want)
