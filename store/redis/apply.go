@@ -46,7 +46,7 @@ func (s *Store) Apply(ctx context.Context, checks []store.Check, cost int64, out
 
 	sc := s.scratch.Get().(*scratch)
 	defer s.scratch.Put(sc)
-	sc.reset(s.nowArg(), cost, false)
+	sc.reset(s.nowArg(), cost, modeCharge)
 	for i := range checks {
 		sc.add(checks[i])
 	}
@@ -137,13 +137,16 @@ type scratch struct {
 	args []string
 }
 
-func (sc *scratch) reset(now string, cost int64, withState bool) {
-	state := "0"
-	if withState {
-		state = "1"
-	}
+// Modes of the apply script (its ARGV[3]).
+const (
+	modeCharge          = "0"
+	modeChargeWithState = "1"
+	modeDryRun          = "2"
+)
+
+func (sc *scratch) reset(now string, cost int64, mode string) {
 	sc.keys = sc.keys[:0]
-	sc.args = append(sc.args[:0], now, strconv.FormatInt(cost, 10), state)
+	sc.args = append(sc.args[:0], now, strconv.FormatInt(cost, 10), mode)
 }
 
 // add appends the key and the limit arguments of c.

@@ -18,28 +18,65 @@ type slotCall struct {
 }
 
 // applyAcrossSlots applies checks whose keys live in several Redis Cluster
-// hash slots. It sends one script per slot to all nodes at once, so the
-// request still takes one round trip. Each script charges its slot only
-// when all of that slot's checks allow. When a slot denies or fails, the
-// slots that charged are refunded in a second round trip.
+// hash slots, one script per slot. Each script charges its slot only when
+// all of that slot's checks allow, and when a slot denies or fails, the
+// slots that charged are refunded. Over-admission cannot happen, because
+// every slot decides on its own state atomically; but between a charge and
+// its refund, other requests see less budget than they should and may be
+// denied.
 //
-// Between the charge and the refund, other requests see less budget than
-// they should and may be denied: the cost of keeping the rule that a denied
-// request consumes nothing without locks across nodes. Over-admission
-// cannot happen, because every slot decides on its own state atomically.
+// By default the slots run one after another in check order, stopping at
+// the first denial, so a request denied by an earlier (narrower) check
+// never charges a later (wider) one. With ParallelSlots every slot runs at
+// once, in one round trip.
 func (s *Store) applyAcrossSlots(ctx context.Context, c rueidis.Client, checks []store.Check, cost int64, out []algorithm.Decision) (bool, error) {
 	groups := groupBySlot(checks)
 	now := s.nowArg()
 	calls := make([]slotCall, len(groups))
-	cmds := make(rueidis.Commands, len(groups))
+	all := make([]int, len(groups))
 	for g, idx := range groups {
+		calls[g].idx = idx
+		all[g] = g
+	}
+	if s.parallel {
+		ok, charged, err := s.sendSlots(ctx, c, checks, now, cost, modeChargeWithState, calls, all, out)
+		if !ok {
+			s.refund(ctx, c, checks, now, cost, calls, charged)
+		}
+		return ok, err
+	}
+
+	var charged []int
+	for g := range calls {
+		ok, ch, err := s.sendSlots(ctx, c, checks, now, cost, modeChargeWithState, calls, all[g:g+1], out)
+		charged = append(charged, ch...)
+		if ok {
+			continue
+		}
+		s.refund(ctx, c, checks, now, cost, calls, charged)
+		if err == nil && g+1 < len(calls) {
+			// Fill in the budgets of the slots the request never reached.
+			// A failure here leaves their decisions empty; the request is
+			// denied either way.
+			_, _, _ = s.sendSlots(ctx, c, checks, now, cost, modeDryRun, calls, all[g+1:], out)
+		}
+		return false, err
+	}
+	return true, nil
+}
+
+// sendSlots sends the apply script in mode to the given slot calls at once
+// and copies their decisions into out. It returns whether every call
+// allowed, which calls charged, and the first error.
+func (s *Store) sendSlots(ctx context.Context, c rueidis.Client, checks []store.Check, now string, cost int64, mode string, calls []slotCall, which []int, out []algorithm.Decision) (bool, []int, error) {
+	cmds := make(rueidis.Commands, len(which))
+	for n, g := range which {
 		call := &calls[g]
-		call.idx = idx
-		call.sc.reset(now, cost, true)
-		for _, i := range idx {
+		call.sc.reset(now, cost, mode)
+		for _, i := range call.idx {
 			call.sc.add(checks[i])
 		}
-		cmds[g] = applyScript.evalSHA(c, call.sc.keys, call.sc.args)
+		cmds[n] = applyScript.evalSHA(c, call.sc.keys, call.sc.args)
 	}
 	resps := c.DoMulti(ctx, cmds...)
 
@@ -47,14 +84,18 @@ func (s *Store) applyAcrossSlots(ctx context.Context, c rueidis.Client, checks [
 	var firstErr error
 	var charged []int
 	decisions := make([]algorithm.Decision, len(checks))
-	for g := range calls {
+	for n, g := range which {
 		call := &calls[g]
-		resp := resps[g]
+		resp := resps[n]
 		if isNoScript(resp.Error()) {
 			resp = c.Do(ctx, applyScript.eval(c, call.sc.keys, call.sc.args))
 		}
-		call.states = make([]int64, stateFields*len(call.idx))
-		ok, err := parseSlot(resp, decisions[:len(call.idx)], call.states)
+		var states []int64
+		if mode == modeChargeWithState {
+			states = make([]int64, stateFields*len(call.idx))
+			call.states = states
+		}
+		ok, err := parseSlot(resp, decisions[:len(call.idx)], states)
 		if err != nil {
 			allowed = false
 			if firstErr == nil {
@@ -65,22 +106,13 @@ func (s *Store) applyAcrossSlots(ctx context.Context, c rueidis.Client, checks [
 		for j, i := range call.idx {
 			out[i] = decisions[j]
 		}
-		if ok {
-			charged = append(charged, g)
-		} else {
+		if !ok {
 			allowed = false
+		} else if mode == modeChargeWithState {
+			charged = append(charged, g)
 		}
 	}
-	if allowed {
-		return true, nil
-	}
-	if len(charged) > 0 {
-		s.refund(ctx, c, checks, now, cost, calls, charged)
-	}
-	if firstErr != nil {
-		return false, firstErr
-	}
-	return false, nil
+	return allowed, charged, firstErr
 }
 
 func parseSlot(resp rueidis.RedisResult, out []algorithm.Decision, states []int64) (bool, error) {
@@ -95,6 +127,9 @@ func parseSlot(resp rueidis.RedisResult, out []algorithm.Decision, states []int6
 // ctx has expired, within the store's timeout; a refund that fails leaves
 // the charge in place, which denies more, never admits more.
 func (s *Store) refund(ctx context.Context, c rueidis.Client, checks []store.Check, now string, cost int64, calls []slotCall, charged []int) {
+	if len(charged) == 0 {
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.timeout)
 	defer cancel()
 	cmds := make(rueidis.Commands, 0, len(charged))

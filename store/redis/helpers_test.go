@@ -32,12 +32,20 @@ func (c *fakeClock) Set(t time.Time)           { c.us.Store(t.UnixMicro()) }
 func (c *fakeClock) String() string            { return c.Now().UTC().Format(time.RFC3339Nano) }
 func (c *fakeClock) Since(t0 time.Time) string { return c.Now().Sub(t0).String() }
 
+// testTimeout replaces the 50ms default timeout in tests that do not test
+// the timeout: `make test` runs every package at once under the race
+// detector on two cores, where a round trip can take longer.
+const testTimeout = 5 * time.Second
+
 // newStore starts a redis-server and returns a Store on it with cfg, whose
-// URL it sets.
+// URL it sets, and whose Timeout it sets to testTimeout when zero.
 func newStore(t testing.TB, cfg Config) (*Store, *redistest.Server) {
 	t.Helper()
 	srv := redistest.Start(t)
 	cfg.URL = "redis://" + srv.Addr + "/0"
+	if cfg.Timeout == 0 {
+		cfg.Timeout = testTimeout
+	}
 	s, err := New(cfg)
 	if err != nil {
 		t.Fatalf("New(%s) = %v", cfg.URL, err)

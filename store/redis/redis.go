@@ -34,10 +34,11 @@ import (
 // that wrap store.ErrUnavailable until a connection succeeds, which the
 // Store retries in the background with backoff.
 type Store struct {
-	timeout time.Duration
-	now     func() time.Time
-	opt     rueidis.ClientOption
-	owned   bool // the Store created the client and closes it
+	timeout  time.Duration
+	parallel bool // charge the slots of a request at once
+	now      func() time.Time
+	opt      rueidis.ClientOption
+	owned    bool // the Store created the client and closes it
 
 	conn atomic.Pointer[connection]
 
@@ -69,7 +70,7 @@ var _ store.Store = (*Store)(nil)
 // it still returns a Store, which keeps trying in the background. It
 // returns an error only for an invalid configuration.
 func New(cfg Config) (*Store, error) {
-	s := &Store{timeout: cfg.Timeout, now: cfg.Now}
+	s := &Store{timeout: cfg.Timeout, now: cfg.Now, parallel: cfg.ParallelSlots}
 	if s.timeout <= 0 {
 		s.timeout = DefaultTimeout
 	}

@@ -167,7 +167,7 @@ func TestConcurrentAppliesAdmitExactly(t *testing.T) {
 	srv := redistest.Start(t)
 	var stores []*Store
 	for i := 0; i < 3; i++ {
-		s, err := New(Config{URL: "redis://" + srv.Addr, Timeout: 2 * time.Second})
+		s, err := New(Config{URL: "redis://" + srv.Addr, Timeout: testTimeout})
 		if err != nil {
 			t.Fatal(err)
 		}

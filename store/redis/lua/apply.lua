@@ -8,11 +8,15 @@
 -- where (a, b, c) is the state, allowed is 0 or 1 and every time is in
 -- microseconds.
 --
--- KEYS[i]   state of check i: a hash with the integer fields a, b and c.
+-- KEYS[i]   state of check i: a hash with the integer fields a, b and c of
+--           the State and k, the Kind that wrote them. A state written by
+--           another Kind reads as a fresh one.
 -- ARGV[1]   now in Unix microseconds, or "" to read the Redis clock (TIME).
 -- ARGV[2]   cost of the request.
--- ARGV[3]   "1" to append the state before and after each check to the
---           reply, which a cross-slot refund needs; "0" otherwise.
+-- ARGV[3]   "0" to decide and charge; "1" to do the same and append the
+--           state before and after each check to the reply, which a
+--           cross-slot refund needs; "2" to decide without charging (the
+--           first phase of a two-phase cross-slot request).
 -- ARGV[4 + 7(i-1) ...] for check i: kind, quota, window, burst, delay,
 --           max_wait, and the state horizon in milliseconds (the time after
 --           which the state of a key is as good as absent).
@@ -37,6 +41,7 @@ else
 end
 local cost = tonumber(ARGV[2])
 local with_state = ARGV[3] == '1'
+local dry_run = ARGV[3] == '2'
 
 local reply = {1, now}
 -- pending holds the new state of each key decided so far, so that a key
@@ -55,11 +60,19 @@ for i = 1, #KEYS do
   local key = KEYS[i]
   local a, b, c
   local prev = pending[key]
-  if prev then
+  if prev and prev[5] == kind then
     a, b, c = prev[1], prev[2], prev[3]
+  elseif prev then
+    a, b, c = 0, 0, 0
   else
-    local old = redis.call('HMGET', key, 'a', 'b', 'c')
-    a, b, c = tonumber(old[1]) or 0, tonumber(old[2]) or 0, tonumber(old[3]) or 0
+    local old = redis.call('HMGET', key, 'a', 'b', 'c', 'k')
+    if tonumber(old[4]) == kind then
+      a, b, c = tonumber(old[1]) or 0, tonumber(old[2]) or 0, tonumber(old[3]) or 0
+    else
+      -- A new key, or one another algorithm wrote: its state means
+      -- nothing to this algorithm.
+      a, b, c = 0, 0, 0
+    end
   end
   local na, nb, nc, allowed, reason, limit, remaining, reset_after, retry_after, wait =
     DECIDE[kind](a, b, c, now, quota, window, burst, delay, max_wait, cost)
@@ -73,12 +86,12 @@ for i = 1, #KEYS do
       ttl = horizon
     end
     if prev then
-      prev[1], prev[2], prev[3] = na, nb, nc
+      prev[1], prev[2], prev[3], prev[5] = na, nb, nc, kind
       if ttl > prev[4] then
         prev[4] = ttl
       end
     else
-      pending[key] = {na, nb, nc, ttl}
+      pending[key] = {na, nb, nc, ttl, kind}
       order[#order + 1] = key
     end
   end
@@ -97,11 +110,14 @@ if not all then
   reply[1] = 0
   return reply
 end
+if dry_run then
+  return reply
+end
 
 for _, key in ipairs(order) do
   local w = pending[key]
   redis.call('HSET', key, 'a', string.format('%.0f', w[1]),
-    'b', string.format('%.0f', w[2]), 'c', string.format('%.0f', w[3]))
+    'b', string.format('%.0f', w[2]), 'c', string.format('%.0f', w[3]), 'k', w[5])
   redis.call('PEXPIRE', key, w[4])
 end
 return reply

@@ -36,15 +36,15 @@ for i = #KEYS, 1, -1 do
   local a0, b0, c0 = tonumber(ARGV[p + 4]), tonumber(ARGV[p + 5]), tonumber(ARGV[p + 6])
   local a1, b1, c1 = tonumber(ARGV[p + 7]), tonumber(ARGV[p + 8]), tonumber(ARGV[p + 9])
 
-  local cur = redis.call('HMGET', KEYS[i], 'a', 'b', 'c')
-  if cur[1] then
+  local cur = redis.call('HMGET', KEYS[i], 'a', 'b', 'c', 'k')
+  if cur[1] and tonumber(cur[4]) == kind then
     local a, b, c = tonumber(cur[1]), tonumber(cur[2]) or 0, tonumber(cur[3]) or 0
     if a == a1 and b == b1 and c == c1 then
       -- Nothing wrote the key since the charge: put the old state back.
       if a0 == 0 and b0 == 0 and c0 == 0 then
         redis.call('DEL', KEYS[i])
       else
-        redis.call('HSET', KEYS[i], 'a', fmt(a0), 'b', fmt(b0), 'c', fmt(c0))
+        redis.call('HSET', KEYS[i], 'a', fmt(a0), 'b', fmt(b0), 'c', fmt(c0), 'k', kind)
         redis.call('PEXPIRE', KEYS[i], horizon)
       end
       refunded = refunded + 1
