@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/calm-limiter/calm/identity/tlsfp"
 )
@@ -99,53 +100,101 @@ const (
 // fingerprint, so a huge header costs bounded hashing.
 const maxFingerprintValue = 1024
 
-// fingerprinter computes keyed fingerprints. It is safe for concurrent use.
+// fingerprinter computes keyed fingerprints and hashes. It is safe for
+// concurrent use and must not be copied after first use.
 type fingerprinter struct {
 	secret []byte
 	parts  Components
+	pool   sync.Pool // *scratch
 }
 
-// fingerprint returns the hex HMAC-SHA-256 (first 128 bits) of the parts
-// of r selected by f.parts. network is the grouped client address and auth
-// the key derived from an unverified credential, or "".
+// scratch is the reusable state of one hash computation.
+type scratch struct {
+	mac hash.Hash // HMAC-SHA-256 under the secret
+	buf []byte
+}
+
+func (f *fingerprinter) getScratch() *scratch {
+	if s, ok := f.pool.Get().(*scratch); ok {
+		s.mac.Reset()
+		s.buf = s.buf[:0]
+		return s
+	}
+	return &scratch{mac: hmac.New(sha256.New, f.secret), buf: make([]byte, 0, 256)}
+}
+
+// maxPooledBuffer keeps buffers grown by huge inputs out of the pool.
+const maxPooledBuffer = 16 << 10
+
+func (f *fingerprinter) putScratch(s *scratch) {
+	if cap(s.buf) <= maxPooledBuffer {
+		f.pool.Put(s)
+	}
+}
+
+// sum returns "prefix" followed by the first 128 bits of the HMAC of
+// s.buf in hexadecimal.
+func (s *scratch) sum(prefix string) string {
+	s.mac.Write(s.buf)
+	var digest [sha256.Size]byte
+	mac := s.mac.Sum(digest[:0])
+	out := make([]byte, len(prefix)+32)
+	copy(out, prefix)
+	hex.Encode(out[len(prefix):], mac[:16])
+	return string(out)
+}
+
+// fingerprint returns "fp:" and the hex HMAC-SHA-256 (first 128 bits) of
+// the parts of r selected by f.parts. network is the grouped client
+// address and auth the key derived from an unverified credential, or "".
 func (f *fingerprinter) fingerprint(r *http.Request, network, auth string) string {
-	mac := hmac.New(sha256.New, f.secret)
+	s := f.getScratch()
+	defer f.putScratch(s)
 	p := f.parts
+	b := s.buf
 	if p.IP {
-		writePart(mac, tagIP, network)
+		b = appendPart(b, tagIP, network)
 	}
 	if p.UserAgent {
-		writePart(mac, tagUserAgent, headerValue(r, "User-Agent"))
+		b = appendPart(b, tagUserAgent, headerValue(r, "User-Agent"))
 	}
 	if p.AcceptLanguage {
-		writePart(mac, tagAcceptLanguage, headerValue(r, "Accept-Language"))
+		b = appendPart(b, tagAcceptLanguage, headerValue(r, "Accept-Language"))
 	}
 	if p.AcceptEncoding {
-		writePart(mac, tagAcceptEncoding, headerValue(r, "Accept-Encoding"))
+		b = appendPart(b, tagAcceptEncoding, headerValue(r, "Accept-Encoding"))
 	}
 	if p.HeadersHash {
-		writePart(mac, tagHeadersHash, headersDigest(r))
+		b = appendPart(b, tagHeadersHash, headersDigest(r))
 	}
 	if p.HeaderOrder {
-		writePart(mac, tagHeaderOrder, headerNames(r))
+		b = appendPart(b, tagHeaderOrder, headerNames(r))
 	}
 	if p.TLS {
-		writePart(mac, tagTLS, tlsfp.FromContext(r.Context()))
+		b = appendPart(b, tagTLS, tlsfp.FromContext(r.Context()))
 	}
 	if p.Auth {
-		writePart(mac, tagAuth, auth)
+		b = appendPart(b, tagAuth, auth)
 	}
-	var sum [sha256.Size]byte
-	return hex.EncodeToString(mac.Sum(sum[:0])[:16])
+	s.buf = b
+	return s.sum("fp:")
 }
 
-// writePart writes tag, the length of value as a uvarint, and value.
-func writePart(h hash.Hash, tag byte, value string) {
-	var buf [1 + binary.MaxVarintLen64]byte
-	buf[0] = tag
-	n := binary.PutUvarint(buf[1:], uint64(len(value)))
-	h.Write(buf[:1+n])
-	h.Write([]byte(value))
+// hash returns prefix and the keyed hash of value under a domain label,
+// so that equal values of different kinds never share a hash.
+func (f *fingerprinter) hash(prefix, label, value string) string {
+	s := f.getScratch()
+	defer f.putScratch(s)
+	s.buf = appendPart(s.buf, 0, label)
+	s.buf = appendPart(s.buf, 1, value)
+	return s.sum(prefix)
+}
+
+// appendPart appends tag, the length of value as a uvarint, and value.
+func appendPart(b []byte, tag byte, value string) []byte {
+	b = append(b, tag)
+	b = binary.AppendUvarint(b, uint64(len(value)))
+	return append(b, value...)
 }
 
 // headerValue joins every line of a header in order, cut to
@@ -179,12 +228,12 @@ func truncate(s string) string {
 
 // headersDigest hashes the values of FingerprintHeaders.
 func headersDigest(r *http.Request) string {
-	h := sha256.New()
+	var b []byte
 	for i, name := range FingerprintHeaders {
-		writePart(h, byte(i), headerValue(r, name))
+		b = appendPart(b, byte(i), headerValue(r, name))
 	}
-	var sum [sha256.Size]byte
-	return string(h.Sum(sum[:0]))
+	sum := sha256.Sum256(b)
+	return string(sum[:])
 }
 
 // maxHeaderNames bounds how many header names enter the fingerprint.

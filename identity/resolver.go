@@ -2,7 +2,6 @@ package identity
 
 import (
 	"context"
-	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -95,11 +94,10 @@ type Config struct {
 
 // Resolver identifies clients. It is safe for concurrent use.
 type Resolver struct {
-	cfg    Config
-	ip     *ClientIPResolver
-	fp     fingerprinter
-	secret []byte
-	log    *slog.Logger
+	cfg Config
+	ip  *ClientIPResolver
+	fp  fingerprinter
+	log *slog.Logger
 }
 
 // New validates cfg and returns a Resolver.
@@ -132,11 +130,10 @@ func New(cfg Config) (*Resolver, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Resolver{
-		cfg:    cfg,
-		ip:     ip,
-		fp:     fingerprinter{secret: secret, parts: ComponentsFor(cfg.Level, cfg.Custom)},
-		secret: secret,
-		log:    log.With("component", "identity"),
+		cfg: cfg,
+		ip:  ip,
+		fp:  fingerprinter{secret: secret, parts: ComponentsFor(cfg.Level, cfg.Custom)},
+		log: log.With("component", "identity"),
 	}, nil
 }
 
@@ -156,30 +153,30 @@ func (res *Resolver) Identify(r *http.Request) Identity {
 
 	unverified := res.verify(r, &id)
 	if id.Verified {
-		id.Key = "sub:" + res.hash("sub", id.Subject)
+		id.Key = res.fp.hash("sub:", "sub", id.Subject)
 		return id
 	}
 	network := ""
 	if id.Network.IsValid() {
 		network = id.Network.String()
 	}
-	if !res.cfg.AllowUnverified {
-		unverified = ""
-	}
-	id.Key = "fp:" + res.fp.fingerprint(r, network, unverified)
+	id.Key = res.fp.fingerprint(r, network, unverified)
 	return id
 }
 
 // verify checks the credentials of r in order: bearer token, API key,
-// session. On success it fills id; otherwise it returns a keyed hash of
-// the first unverified credential for the fingerprint's auth part.
+// session. On success it fills id. Otherwise, only with
+// Config.AllowUnverified, it returns a keyed hash of the first unverified
+// credential for the fingerprint's auth part.
 func (res *Resolver) verify(r *http.Request, id *Identity) (unverified string) {
 	if token := BearerToken(r); token != "" {
 		if p, ok := res.verifyToken(token); ok {
 			res.accept(id, MethodJWT, p)
 			return ""
 		}
-		unverified = res.unverifiedTokenKey(token)
+		if res.cfg.AllowUnverified {
+			unverified = res.unverifiedTokenKey(token)
+		}
 	}
 	if key := apiKey(r, res.cfg.APIKeyHeader, res.cfg.APIKeyQuery); key != "" {
 		if res.cfg.APIKeys != nil {
@@ -190,7 +187,7 @@ func (res *Resolver) verify(r *http.Request, id *Identity) (unverified string) {
 			}
 			res.log.Debug("unknown API key; client is anonymous")
 		}
-		if unverified == "" {
+		if unverified == "" && res.cfg.AllowUnverified {
 			unverified = res.hash("api_key", key)
 		}
 	}
@@ -201,7 +198,7 @@ func (res *Resolver) verify(r *http.Request, id *Identity) (unverified string) {
 				return ""
 			}
 		}
-		if unverified == "" {
+		if unverified == "" && res.cfg.AllowUnverified {
 			unverified = res.hash("session", value)
 		}
 	}
@@ -301,21 +298,16 @@ func boundPermissions(ps []string) []string {
 }
 
 // hash returns the keyed hash of a value under a domain label, so that
-// equal values of different kinds never share a hash. The label and the
-// value are length-prefixed like fingerprint parts.
+// equal values of different kinds never share a hash.
 func (res *Resolver) hash(label, value string) string {
-	mac := hmac.New(sha256.New, res.secret)
-	writePart(mac, 0, label)
-	writePart(mac, 1, value)
-	var sum [sha256.Size]byte
-	return hex.EncodeToString(mac.Sum(sum[:0])[:16])
+	return res.fp.hash("", label, value)
 }
 
 func (res *Resolver) networkKey(p netip.Prefix) string {
 	if !p.IsValid() {
 		return "ip:unknown"
 	}
-	return "ip:" + res.hash("network", p.String())
+	return res.fp.hash("ip:", "network", p.String())
 }
 
 // KeyFunc returns the client key for the httplimit middleware: Identity.Key
