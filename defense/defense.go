@@ -116,7 +116,7 @@ const (
 	DefaultHalfOpenProbes     = 10
 	DefaultProbeWindow        = time.Second
 	DefaultReductionFactor    = 0.5
-	DefaultSyncInterval       = 50 * time.Millisecond
+	DefaultSyncInterval       = 25 * time.Millisecond
 	DefaultRedisTimeout       = 250 * time.Millisecond
 	DefaultKnownGoodWindow    = time.Hour
 )
@@ -189,7 +189,7 @@ type Config struct {
 	KeyStart string
 	// SyncInterval is how often the server sends its arrival count to Redis
 	// and reads the shared state back. It bounds how long an operator's
-	// HSET takes to reach this server. Default 50ms.
+	// HSET takes to reach this server. Default 25ms.
 	SyncInterval time.Duration
 	// RedisTimeout bounds every Redis call of the breaker. Default 250ms.
 	RedisTimeout time.Duration

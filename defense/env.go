@@ -83,7 +83,7 @@ func Settings() []Setting {
 		Parse: parseProbes,
 		Usage: "Requests one server admits while the circuit is half-open.",
 	}, {
-		Env: EnvSyncInterval, Key: "defense_circuit_sync_interval", Default: "50ms",
+		Env: EnvSyncInterval, Key: "defense_circuit_sync_interval", Default: "25ms",
 		Parse: duration(func(c *Config) *time.Duration { return &c.SyncInterval }, time.Millisecond),
 		Usage: "How often a server syncs the circuit state with Redis, which bounds how long " +
 			"an operator's HSET takes to reach it.",

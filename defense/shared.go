@@ -219,3 +219,72 @@ func (b *sharedBackend) close() {
 		b.client.Close()
 	}
 }
+
+// Status is the shared circuit state as the state hash holds it.
+type Status struct {
+	Key          string // the state hash
+	Exists       bool   // false when no server has written the hash yet
+	Open         bool
+	Forced       bool
+	TripTime     time.Time // zero while closed
+	LastTripTime time.Time
+	FailureCount int64 // arrivals in the window at the last sync
+	TripCount    int64 // arrivals in the window when the last open began
+	Epoch        int64
+	Cause        string
+	ChangedAt    time.Time
+	TTL          time.Duration
+}
+
+// ForceShared opens or closes the circuit in Redis for every server, as
+// `calm circuit open|close` does, and returns the state after the change.
+// Unlike Defense.Force it never falls back to a local breaker: a Redis
+// failure is returned.
+func ForceShared(ctx context.Context, client rueidis.Client, cfg Config, open bool) (Status, error) {
+	cfg.Redis, cfg.Dial = client, nil
+	d, err := New(cfg)
+	if err != nil {
+		return Status{}, err
+	}
+	defer d.Close()
+	arg := int64(0)
+	if open {
+		arg = 1
+	}
+	if _, err := d.remote.run(ctx, callForce, arg); err != nil {
+		return Status{}, err
+	}
+	return ReadShared(ctx, client, d.cfg.KeyStart)
+}
+
+// ReadShared reads the shared circuit state under keyStart (such as
+// "development:ratelimit:v1:") without changing it.
+func ReadShared(ctx context.Context, client rueidis.Client, keyStart string) (Status, error) {
+	st := Status{Key: keyStart + "circuit:state"}
+	fields, err := client.Do(ctx, client.B().Hgetall().Key(st.Key).Build()).AsStrMap()
+	if err != nil {
+		return st, fmt.Errorf("reading %s: %w", st.Key, err)
+	}
+	ttl, err := client.Do(ctx, client.B().Pttl().Key(st.Key).Build()).AsInt64()
+	if err != nil {
+		return st, fmt.Errorf("reading the TTL of %s: %w", st.Key, err)
+	}
+	st.Exists = len(fields) > 0
+	st.TTL = time.Duration(max(ttl, 0)) * time.Millisecond
+	number := func(name string) int64 {
+		n, _ := strconv.ParseInt(fields[name], 10, 64)
+		return n
+	}
+	stamp := func(name string) time.Time {
+		if ms := number(name); ms > 0 {
+			return time.UnixMilli(ms)
+		}
+		return time.Time{}
+	}
+	st.Open = fields["is_open"] == "1"
+	st.Forced = fields["forced"] == "1"
+	st.TripTime, st.LastTripTime, st.ChangedAt = stamp("trip_time"), stamp("last_trip_time"), stamp("changed_at")
+	st.FailureCount, st.TripCount, st.Epoch = number("failure_count"), number("trip_count"), number("epoch")
+	st.Cause = fields["cause"]
+	return st, nil
+}

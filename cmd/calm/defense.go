@@ -18,8 +18,9 @@ type defenseExtension struct {
 	cfg defense.Config
 }
 
-func newDefenseExtension() *extension {
-	e := &defenseExtension{}
+func newDefenseExtension() *extension { return (&defenseExtension{}).extension() }
+
+func (e *defenseExtension) extension() *extension {
 	return &extension{
 		name:  "defense",
 		vars:  e.vars,

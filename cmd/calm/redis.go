@@ -20,8 +20,9 @@ type redisExtension struct {
 	url string
 }
 
-func newRedisExtension() *extension {
-	e := &redisExtension{}
+func newRedisExtension() *extension { return (&redisExtension{}).extension() }
+
+func (e *redisExtension) extension() *extension {
 	return &extension{
 		name: "redis",
 		vars: func() []config.Var {
