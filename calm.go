@@ -13,6 +13,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
+	"io"
 	"strconv"
 	"strings"
 	"sync"
@@ -123,6 +125,7 @@ type Limiter struct {
 	keyStart    string // "environment:prefix:version:"
 	secret      []byte
 	scratchPool sync.Pool
+	macPool     sync.Pool // hash.Hash keyed with secret, reset before use
 }
 
 // defaultKeySecret keys client hashes when Config.KeySecret is empty.
@@ -152,6 +155,7 @@ func New(cfg Config) (*Limiter, error) {
 		secret:    secret,
 	}
 	l.scratchPool.New = func() any { return new(scratch) }
+	l.macPool.New = func() any { return hmac.New(sha256.New, secret) }
 	return l, nil
 }
 
@@ -187,11 +191,15 @@ func (l *Limiter) Allow(ctx context.Context, checks []Check, cost int64) (Result
 		if c.Algorithm != nil {
 			kind = *c.Algorithm
 		}
+		client := "*"
+		if c.Client != "" {
+			client = l.HashClient(c.Client)
+		}
 		for _, r := range c.Rules {
 			lim := r.limit()
 			lim.Burst = c.Burst
 			sc.checks = append(sc.checks, store.Check{
-				Key:       l.key(c, r),
+				Key:       l.key(c, client, r),
 				Algorithm: kind,
 				Limit:     lim,
 			})
@@ -269,10 +277,10 @@ func decides(a, b algorithm.Decision, allowed bool) bool {
 	return a.ResetAfter > b.ResetAfter
 }
 
-// key builds "environment:prefix:version:scope:{endpoint:client}:window".
-// The braces are a Redis Cluster hash tag, so every rule of one check lands
-// in one slot.
-func (l *Limiter) key(c Check, r Rule) string {
+// key builds "environment:prefix:version:scope:{endpoint:client}:window"
+// from the hashed client. The braces are a Redis Cluster hash tag, so every
+// rule of one check lands in one slot.
+func (l *Limiter) key(c Check, client string, r Rule) string {
 	var b strings.Builder
 	b.Grow(len(l.keyStart) + len(c.Scope) + len(c.Endpoint) + 64)
 	b.WriteString(l.keyStart)
@@ -280,11 +288,7 @@ func (l *Limiter) key(c Check, r Rule) string {
 	b.WriteString(":{")
 	writeEndpoint(&b, c.Endpoint)
 	b.WriteByte(':')
-	if c.Client != "" {
-		b.WriteString(l.HashClient(c.Client))
-	} else {
-		b.WriteByte('*')
-	}
+	b.WriteString(client)
 	b.WriteString("}:")
 	b.WriteString(strconv.FormatInt(int64(r.Window/time.Second), 10))
 	return b.String()
@@ -293,10 +297,15 @@ func (l *Limiter) key(c Check, r Rule) string {
 // HashClient returns the keyed hash of a client identity that stores and
 // logs use in place of the identity: 32 hexadecimal characters.
 func (l *Limiter) HashClient(client string) string {
-	mac := hmac.New(sha256.New, l.secret)
-	mac.Write([]byte(client))
+	mac := l.macPool.Get().(hash.Hash)
+	mac.Reset()
+	_, _ = io.WriteString(mac, client)
 	var sum [sha256.Size]byte
-	return hex.EncodeToString(mac.Sum(sum[:0])[:16])
+	mac.Sum(sum[:0])
+	l.macPool.Put(mac)
+	var out [32]byte
+	hex.Encode(out[:], sum[:16])
+	return string(out[:])
 }
 
 // maxEndpointKey bounds the endpoint part of a key; longer endpoints are
