@@ -19,6 +19,10 @@ type Deployment struct {
 	// RedisSetting names the setting that selects Redis, for the message,
 	// such as "RATELIMIT_REDIS_URL".
 	RedisSetting string
+	// MemoryChosen is true when the operator chose the memory store on
+	// purpose (RATELIMIT_FALLBACK_TO_MEMORY=true set explicitly), which
+	// lifts the rule that production needs Redis.
+	MemoryChosen bool
 	// TiersConfigured is true when tiered limits are in force.
 	TiersConfigured bool
 	// Identity holds the identity settings.
@@ -49,7 +53,7 @@ func CheckProduction(d Deployment) error {
 	if redis == "" {
 		redis = "RATELIMIT_REDIS_URL"
 	}
-	if d.Store != "redis" {
+	if d.Store != "redis" && !d.MemoryChosen {
 		return fmt.Errorf("RATELIMIT_ENVIRONMENT=production: %w, but the store is %q: set %s "+
 			"so that every server shares one count", ErrProductionNeedsRedis, d.Store, redis)
 	}

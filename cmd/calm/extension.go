@@ -102,6 +102,10 @@ type hooks struct {
 	// connects another client to the same Redis, for state shared beside
 	// the store such as the circuit breaker.
 	redisDial func() (rueidis.Client, error)
+	// memoryChosen is true when the operator set
+	// RATELIMIT_FALLBACK_TO_MEMORY=true without a Redis URL, choosing
+	// per-server memory limits on purpose.
+	memoryChosen bool
 	// validate runs after every setup and after the store opened, in
 	// order; an error stops start-up like a setup error.
 	validate []func() error

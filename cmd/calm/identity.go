@@ -74,6 +74,7 @@ func (e *identityExtension) setup(ctx context.Context, gw *gateway) error {
 		return identity.CheckProduction(identity.Deployment{
 			Environment:     gw.settings.Environment,
 			Store:           gw.storeName,
+			MemoryChosen:    gw.memoryChosen,
 			TiersConfigured: tiers != nil,
 			Identity:        e.settings,
 		})
