@@ -285,3 +285,49 @@ func percentile(sorted []time.Duration, p int) time.Duration {
 	rank := (p*len(sorted) + 99) / 100
 	return sorted[max(rank-1, 0)]
 }
+
+func TestCircuitCommand(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	env := map[string]string{
+		"RATELIMIT_REDIS_URL":   "redis://" + srv.Addr + "/0",
+		"RATELIMIT_ENVIRONMENT": "staging",
+	}
+	key := "staging:ratelimit:v1:circuit:state"
+	steps := []struct {
+		args   []string
+		state  string
+		isOpen string
+	}{
+		{args: []string{"circuit", "status"}, state: "closed (no server has written the state yet)"},
+		{args: []string{"circuit", "open"}, state: "open", isOpen: "1"},
+		{args: []string{"circuit", "status"}, state: "open", isOpen: "1"},
+		{args: []string{"circuit", "close"}, state: "closed", isOpen: "0"},
+	}
+	for _, step := range steps {
+		code, stdout, stderr := runCalm(t, env, step.args...)
+		if code != 0 {
+			t.Fatalf("calm %v: exit %d, stderr %s", step.args, code, stderr)
+		}
+		if !strings.Contains(stdout, "key            "+key+"\n") {
+			t.Errorf("calm %v: output lacks key %s:\n%s", step.args, key, stdout)
+		}
+		if !strings.Contains(stdout, "state          "+step.state+"\n") {
+			t.Errorf("calm %v: output lacks state %q:\n%s", step.args, step.state, stdout)
+		}
+		got, err := redistest.Command(srv.Addr, "HGET", key, "is_open")
+		if err != nil || strings.TrimSpace(got) != step.isOpen {
+			t.Errorf("calm %v: is_open = %q (%v), want %q", step.args, got, err, step.isOpen)
+		}
+	}
+
+	code, _, stderr := runCalm(t, map[string]string{}, "circuit", "open")
+	if code != 1 || !strings.Contains(stderr, "RATELIMIT_REDIS_URL") {
+		t.Errorf("calm circuit open without Redis: exit %d, stderr %q; want 1 naming RATELIMIT_REDIS_URL",
+			code, stderr)
+	}
+	code, _, stderr = runCalm(t, env, "circuit", "toggle")
+	if code != 2 || !strings.Contains(stderr, "open, close or status") {
+		t.Errorf("calm circuit toggle: exit %d, stderr %q; want 2 with the actions", code, stderr)
+	}
+}
