@@ -40,7 +40,7 @@ const (
 	callForce                  // arg: 1 to open, 0 to close
 )
 
-// State returns the state of the circuit breaker as this server sees it.
+// State returns the state of the circuit breaker in this server's copy.
 func (d *Defense) State() State { return d.view.Load().state }
 
 // Sync sends the arrivals counted since the last call to the backend, reads
@@ -142,9 +142,9 @@ func (d *Defense) remoteHealthy() {
 // remoteFailed switches to the local breaker on the first failure and
 // schedules the next attempt with exponential backoff.
 //
-// The local breaker starts from the last state this server saw but never
-// extends an open circuit on information it can no longer confirm: an
-// automatic open keeps its recovery time, and a forced open becomes an
+// The local breaker starts from the last state this server saw. It never
+// extends an open circuit on information it can no longer confirm, so an
+// automatic open keeps its recovery time and a forced open becomes an
 // automatic one that began now. Arrivals are counted afresh.
 func (d *Defense) remoteFailed(now time.Time, err error) {
 	d.mu.Lock()

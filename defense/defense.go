@@ -35,8 +35,8 @@ import (
 	"github.com/calm-limiter/calm"
 )
 
-// Mode is what the open circuit breaker does with requests. The zero value
-// is Adaptive.
+// Mode is the policy of the open circuit breaker: who passes and with which
+// limits. The zero value is Adaptive.
 type Mode uint8
 
 // The modes of the circuit breaker.
@@ -49,8 +49,8 @@ const (
 	// of clients with the bypass permission and, when enabled, known-good
 	// clients.
 	Lockdown
-	// Challenge denies requests while the circuit is open and tells the
-	// client that a challenge is required, except for clients with the
+	// Challenge denies requests while the circuit is open with a response
+	// that requires a challenge, except for clients with the
 	// bypass permission and requests that carry a solved challenge.
 	Challenge
 	// Disabled turns the circuit breaker off. The layers still apply.
@@ -82,7 +82,7 @@ func ParseMode(s string) (Mode, error) {
 	return 0, fmt.Errorf("unknown defense mode %q: use adaptive, lockdown, challenge or disabled", s)
 }
 
-// State is the state of the circuit breaker as one server sees it.
+// State is the state of the circuit breaker in one server's copy.
 type State uint8
 
 // The states of the circuit breaker.
@@ -128,7 +128,7 @@ var DefaultGlobalRules = []calm.Rule{{Requests: 50000, Window: time.Minute}}
 // Config configures a Defense. The zero value of each field means the
 // documented default.
 type Config struct {
-	// Mode is what the open circuit does with requests. Default Adaptive.
+	// Mode is the policy of the open circuit. Default Adaptive.
 	Mode Mode
 
 	// EndpointMultiplier sets each endpoint-wide rule to the per-client
