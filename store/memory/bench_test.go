@@ -16,8 +16,12 @@ import (
 	"github.com/calm-limiter/calm/store"
 )
 
-var reportMemory = flag.Bool("memory.report", false,
-	"print the heap bytes per key of 1,000,000 keys for every algorithm")
+var (
+	reportMemory = flag.Bool("memory.report", false,
+		"print the heap bytes per key of 1,000,000 keys for every algorithm")
+	memoryQuota  = flag.Int64("memory.quota", 100, "quota of the rule -memory.report applies")
+	memoryWindow = flag.Duration("memory.window", time.Minute, "window of the rule -memory.report applies")
+)
 
 var benchKinds = []algorithm.Kind{
 	algorithm.SlidingWindow,
@@ -135,28 +139,34 @@ func BenchmarkApply100kParallel(b *testing.B) {
 }
 
 // TestMemoryPerKey prints, with -memory.report, one line per algorithm with
-// the Go heap that 1,000,000 distinct keys take, measured after GC from
-// before New to after the last Apply.
+// the Go heap that 1,000,000 distinct keys take in a store with MaxKeys
+// 1,000,000, measured after GC from before New to after the last Apply.
+// The rule is 100/minute unless -memory.quota and -memory.window say
+// otherwise.
 func TestMemoryPerKey(t *testing.T) {
 	if !*reportMemory {
 		t.Skip("run with -memory.report (make bench-memory)")
 	}
 	const keys = 1_000_000
+	l := algorithm.Limit{Quota: *memoryQuota, Window: memoryWindow.Microseconds()}
+	if err := l.Validate(); err != nil {
+		t.Fatalf("-memory.quota %d -memory.window %s: %v", *memoryQuota, *memoryWindow, err)
+	}
 	for _, kind := range benchKinds {
-		perKey, held := heapPerKey(t, kind, keys)
+		perKey, held := heapPerKey(t, kind, l, keys)
 		fmt.Printf("memory %s keys=%d bytes_per_key=%.2f\n", kind, keys, perKey)
 		t.Logf("%s: %d of %d keys held after inserting all", kind, held, keys)
 	}
 }
 
-func heapPerKey(t *testing.T, kind algorithm.Kind, keys int) (float64, int) {
+func heapPerKey(t *testing.T, kind algorithm.Kind, l algorithm.Limit, keys int) (float64, int) {
 	t.Helper()
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
 
 	s := New(Config{MaxKeys: keys, Clock: runClock()})
-	checks := []store.Check{{Algorithm: kind, Limit: benchLimit}}
+	checks := []store.Check{{Algorithm: kind, Limit: l}}
 	out := make([]algorithm.Decision, 1)
 	for i := range keys {
 		checks[0].Key = benchKey(i)

@@ -33,14 +33,14 @@ const (
 )
 
 // layout is the compact encoding of the states of one (kind, limit) pair.
+// Every encoding is exact: decode(encode(s)) == s.
 //
 //	FixedWindow, SlidingWindow  A as a window number relative to the
 //	                            base's window (signed), B and C as counts
 //	GCRA, LeakyQueue            A as µs relative to the base (signed),
-//	                            B / unit
-//	TokenBucket, LeakyBucket    (A − base) × Quota + B, divided by unit
-//	                            (unsigned): the time at which the bucket
-//	                            is full again, in 1/Quota µs
+//	                            B / unit (the TAT fraction)
+//	TokenBucket, LeakyBucket    A as µs relative to the base (signed),
+//	                            B / unit (the level, in unit·µs)
 //
 // unit is gcd(Window, Quota): every level and every TAT fraction the
 // algorithms produce is a multiple of it, because they only ever add
@@ -63,20 +63,18 @@ func newLayout(k algorithm.Kind, l algorithm.Limit) layout {
 		if k == algorithm.SlidingWindow {
 			lay.cBits = lay.bBits
 		}
-	case algorithm.GCRA, algorithm.LeakyQueue:
+	case algorithm.GCRA, algorithm.LeakyQueue, algorithm.TokenBucket, algorithm.LeakyBucket:
 		// A TAT that still matters lies between now and now plus the
-		// refill time plus the longest wait.
-		ahead := satAdd(satAdd(rebaseSpan, c*w/q+w), l.MaxWait)
-		lay.aBits = 1 + uint(bits.Len64(uint64(ahead)))
-		lay.bBits = uint(bits.Len64(uint64(q/lay.unit - 1)))
-	case algorithm.TokenBucket, algorithm.LeakyBucket:
-		// F (see fullTime) is at most rebaseSpan×Quota + Capacity×Window.
-		hi, lo := bits.Mul64(rebaseSpan, uint64(q))
-		maxFull := lo + uint64(c*w)
-		if c*w < q || hi != 0 || maxFull >= 1<<62 {
-			return lay // see decodeBucket: the canonical level needs c×w ≥ q
+		// refill time plus the longest wait; the time of a bucket's last
+		// charge lies between now minus the refill time and now. Both stay
+		// within rebaseSpan plus that of the base, with a window to spare.
+		reach := satAdd(satAdd(rebaseSpan, c*w/q+w), l.MaxWait)
+		lay.aBits = 1 + uint(bits.Len64(uint64(reach)))
+		if k == algorithm.GCRA || k == algorithm.LeakyQueue {
+			lay.bBits = uint(bits.Len64(uint64(q/lay.unit - 1)))
+		} else {
+			lay.bBits = uint(bits.Len64(uint64(c * w / lay.unit)))
 		}
-		lay.aBits = uint(bits.Len64(maxFull / uint64(lay.unit)))
 	default:
 		return lay
 	}
@@ -93,6 +91,9 @@ func newLayout(k algorithm.Kind, l algorithm.Limit) layout {
 // s does not fit this layout.
 func (lay *layout) encode(s algorithm.State, base int64) (p payload, ok bool) {
 	var pk packer
+	if lay.form == formWide {
+		return p, false
+	}
 	switch lay.kind {
 	case algorithm.FixedWindow, algorithm.SlidingWindow:
 		w := lay.limit.Window
@@ -101,19 +102,15 @@ func (lay *layout) encode(s algorithm.State, base int64) (p payload, ok bool) {
 		}
 		ok = pk.putSigned(lay.aBits, s.A/w-floorDiv(base, w)) &&
 			pk.putUnsigned(lay.bBits, s.B) && pk.putUnsigned(lay.cBits, s.C)
-	case algorithm.GCRA, algorithm.LeakyQueue:
+	default:
 		d, noOverflow := sub(s.A, base)
 		ok = noOverflow && s.B%lay.unit == 0 && s.C == 0 &&
 			pk.putSigned(lay.aBits, d) && pk.putUnsigned(lay.bBits, s.B/lay.unit)
-	case algorithm.TokenBucket, algorithm.LeakyBucket:
-		f, fits := lay.fullTime(s, base)
-		ok = fits && s.C == 0 && pk.putUnsigned(lay.aBits, f)
 	}
 	return pk.p, ok
 }
 
-// decode returns the state that p encodes relative to base. For the
-// buckets it is the canonical state described at decodeBucket.
+// decode returns the state that p encodes relative to base.
 func (lay *layout) decode(p payload, base int64) algorithm.State {
 	pk := packer{p: p}
 	switch lay.kind {
@@ -125,63 +122,9 @@ func (lay *layout) decode(p payload, base int64) algorithm.State {
 			B: pk.getUnsigned(lay.bBits),
 			C: pk.getUnsigned(lay.cBits),
 		}
-	case algorithm.GCRA, algorithm.LeakyQueue:
-		a := pk.getSigned(lay.aBits)
-		return algorithm.State{A: base + a, B: pk.getUnsigned(lay.bBits) * lay.unit}
-	case algorithm.TokenBucket, algorithm.LeakyBucket:
-		return lay.decodeBucket(pk.getUnsigned(lay.aBits), base)
 	}
-	return algorithm.State{}
-}
-
-// fullTime returns F = ((A − base) × Quota + B) / unit for a bucket state:
-// the time at which the bucket is full again (empty, for the leaky
-// bucket), relative to base in units of unit/Quota µs. It reports false
-// when F is not positive, which means the bucket was full before base,
-// when B is not a multiple of unit, or when F overflows aBits.
-func (lay *layout) fullTime(s algorithm.State, base int64) (int64, bool) {
-	q, full := lay.limit.Quota, lay.limit.Capacity()*lay.limit.Window
-	if s.B < 0 || s.B > full || s.B%lay.unit != 0 {
-		return 0, false
-	}
-	d, ok := sub(s.A, base)
-	if !ok {
-		return 0, false
-	}
-	var f int64
-	if d < 0 {
-		if -d > s.B/q {
-			return 0, false // F ≤ 0: full before base
-		}
-		f = s.B + d*q
-	} else {
-		hi, lo := bits.Mul64(uint64(d), uint64(q))
-		if hi != 0 || lo >= 1<<62 {
-			return 0, false
-		}
-		f = int64(lo) + s.B
-	}
-	f /= lay.unit
-	return f, f > 0 && uint64(f)>>lay.aBits == 0
-}
-
-// decodeBucket returns the canonical bucket state for F (see fullTime):
-// the earliest time A′ and the level B′ at A′ that reach the same full
-// time, A′ = ⌈(F − Capacity×Window) / Quota⌉, B′ = F − A′×Quota, with
-// 0 ≤ B′ ≤ Capacity×Window because Capacity×Window ≥ Quota.
-//
-// A′ is at or before the stored A, and from A on the two states drain to
-// the same level, so for every now ≥ A, Decide returns the same decision
-// and the same next state for both. A shard's time never goes back (see
-// the package doc), so every later call has now ≥ A. This is the one place
-// where the store hands Decide a state other than the one it wrote:
-// keeping A exactly would not fit the word for common limits such as
-// 100/minute.
-func (lay *layout) decodeBucket(f int64, base int64) algorithm.State {
-	q, full := lay.limit.Quota, lay.limit.Capacity()*lay.limit.Window
-	fq := f * lay.unit // (F − base×Quota): the full time relative to base
-	a := ceilDiv(fq-full, q)
-	return algorithm.State{A: base + a, B: fq - a*q}
+	a := pk.getSigned(lay.aBits)
+	return algorithm.State{A: base + a, B: pk.getUnsigned(lay.bBits) * lay.unit}
 }
 
 // expiry returns the Unix µs from which s decides exactly as the zero State

@@ -30,14 +30,14 @@ func TestNewLayoutForm(t *testing.T) {
 		{"gcra 7/3s", algorithm.GCRA, algorithm.Limit{Quota: 7, Window: 3_000_000}, formWord},
 		{"gcra 1/day", algorithm.GCRA, algorithm.Limit{Quota: 1, Window: 24 * hour}, formWord},
 		{"queue with max wait", algorithm.LeakyQueue, algorithm.Limit{Quota: 10, Window: minute, MaxWait: minute}, formWord},
-		{"token bucket 100/minute", algorithm.TokenBucket, algorithm.Limit{Quota: 100, Window: minute}, formWord},
-		{"token bucket 1000/hour", algorithm.TokenBucket, algorithm.Limit{Quota: 1000, Window: hour}, formWord},
-		{"leaky bucket 7/3s", algorithm.LeakyBucket, algorithm.Limit{Quota: 7, Window: 3_000_000}, formWord},
+		{"token bucket 100/minute", algorithm.TokenBucket, algorithm.Limit{Quota: 100, Window: minute}, formExt},
+		{"token bucket 1000/hour", algorithm.TokenBucket, algorithm.Limit{Quota: 1000, Window: hour}, formExt},
+		{"leaky bucket 7/3s", algorithm.LeakyBucket, algorithm.Limit{Quota: 7, Window: 3_000_000}, formExt},
 		{"sliding 2^20/minute", algorithm.SlidingWindow, algorithm.Limit{Quota: 1 << 20, Window: minute}, formExt},
 		{"fixed 2^40/ms", algorithm.FixedWindow, algorithm.Limit{Quota: 1 << 40, Window: 1000}, formExt},
 		{"sliding 2^40/ms", algorithm.SlidingWindow, algorithm.Limit{Quota: 1 << 40, Window: 1000}, formWide},
 		{"token bucket 999983/s", algorithm.TokenBucket, algorithm.Limit{Quota: 999_983, Window: 1_000_000}, formExt},
-		{"bucket smaller than quota", algorithm.TokenBucket, algorithm.Limit{Quota: 1_000_000, Window: 1000, Burst: 1}, formWide},
+		{"bucket 2^40/ms", algorithm.TokenBucket, algorithm.Limit{Quota: 1 << 40, Window: 1000}, formWide},
 		{"unknown kind", algorithm.Kind(200), algorithm.Limit{Quota: 1, Window: minute}, formWide},
 	}
 	for _, tc := range tests {
@@ -73,6 +73,9 @@ func TestLayoutRoundTripExact(t *testing.T) {
 		{"gcra before base", algorithm.GCRA, l, algorithm.State{A: testBase - 12345}},
 		{"gcra fraction", algorithm.GCRA, odd, algorithm.State{A: testBase + 999, B: 6}},
 		{"queue fraction", algorithm.LeakyQueue, odd, algorithm.State{A: testBase + 8_000_000, B: 3}},
+		{"token bucket full level", algorithm.TokenBucket, l, algorithm.State{A: testBase, B: 100 * minute}},
+		{"token bucket charged before base", algorithm.TokenBucket, l, algorithm.State{A: testBase - minute + 1, B: 100 * minute}},
+		{"leaky bucket odd unit", algorithm.LeakyBucket, odd, algorithm.State{A: testBase + 17, B: 3_000_000*7 - 5}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -99,7 +102,7 @@ func TestLayoutRoundTripRandom(t *testing.T) {
 		{Quota: 1000, Window: time.Hour.Microseconds(), Burst: 50},
 	}
 	for _, l := range limits {
-		for _, kind := range []algorithm.Kind{algorithm.FixedWindow, algorithm.SlidingWindow, algorithm.GCRA, algorithm.LeakyQueue} {
+		for _, kind := range benchKinds {
 			lay := newLayout(kind, l)
 			if lay.form == formWide {
 				continue
@@ -131,9 +134,12 @@ func randomState(r *rand.Rand, kind algorithm.Kind, l algorithm.Limit) algorithm
 		}
 		return s
 	}
-	unit := gcd(l.Window, l.Quota)
-	ahead := r.Int64N(l.Capacity()*l.Window/l.Quota + 1)
-	return algorithm.State{A: now + ahead, B: r.Int64N(l.Quota/unit) * unit}
+	unit, refill := gcd(l.Window, l.Quota), l.Capacity()*l.Window/l.Quota
+	if kind == algorithm.TokenBucket || kind == algorithm.LeakyBucket {
+		full := l.Capacity() * l.Window
+		return algorithm.State{A: now - r.Int64N(refill+1), B: r.Int64N(full/unit+1) * unit}
+	}
+	return algorithm.State{A: now + r.Int64N(refill+1), B: r.Int64N(l.Quota/unit) * unit}
 }
 
 func TestLayoutRejectsUnfitState(t *testing.T) {
@@ -153,9 +159,8 @@ func TestLayoutRejectsUnfitState(t *testing.T) {
 		{"gcra a year ahead", algorithm.GCRA, algorithm.State{A: testBase + 365*24*60*minute}},
 		{"gcra fraction off unit", algorithm.GCRA, algorithm.State{A: testBase, B: 1}},
 		{"gcra with C", algorithm.GCRA, algorithm.State{A: testBase, C: 1}},
-		{"bucket level above full", algorithm.TokenBucket, algorithm.State{A: testBase, B: 100*minute + 100}},
 		{"bucket level off unit", algorithm.TokenBucket, algorithm.State{A: testBase, B: 150}},
-		{"bucket full before base", algorithm.TokenBucket, algorithm.State{A: testBase - 2*minute, B: 100 * minute / 2}},
+		{"bucket charged a day back", algorithm.TokenBucket, algorithm.State{A: testBase - 24*60*minute, B: 100}},
 		{"bucket far ahead", algorithm.TokenBucket, algorithm.State{A: testBase + 100*rebaseSpan, B: minute}},
 		{"time overflow", algorithm.GCRA, algorithm.State{A: -1 << 63}},
 	}
@@ -167,48 +172,6 @@ func TestLayoutRejectsUnfitState(t *testing.T) {
 				t.Errorf("encode(%+v) = %+v, true; want false", tc.state, p)
 			}
 		})
-	}
-}
-
-// TestBucketCanonicalKeepsFullTime checks the bucket encoding: the decoded
-// state reaches a full bucket at the same instant, starts no later and has
-// a level within the bucket.
-func TestBucketCanonicalKeepsFullTime(t *testing.T) {
-	t.Parallel()
-	r := rand.New(rand.NewPCG(3, 4))
-	limits := []algorithm.Limit{
-		{Quota: 100, Window: time.Minute.Microseconds()},
-		{Quota: 7, Window: 3_000_000},
-		{Quota: 1000, Window: time.Hour.Microseconds(), Burst: 5},
-		{Quota: 3, Window: 1000, Burst: 1},
-	}
-	for _, l := range limits {
-		lay := newLayout(algorithm.TokenBucket, l)
-		unit, full := gcd(l.Window, l.Quota), l.Capacity()*l.Window
-		for range 5000 {
-			s := algorithm.State{
-				A: testBase + r.Int64N(rebaseSpan),
-				B: r.Int64N(full/unit+1) * unit,
-			}
-			if s.B == 0 {
-				s.B = unit
-			}
-			p, ok := lay.encode(s, testBase)
-			if !ok {
-				t.Fatalf("%+v: encode(%+v) ok = false, want true", l, s)
-			}
-			got := lay.decode(p, testBase)
-			if got.A > s.A || got.B < 0 || got.B > full || got.C != 0 {
-				t.Fatalf("%+v: decode(encode(%+v)) = %+v, want A ≤ %d and 0 ≤ B ≤ %d",
-					l, s, got, s.A, full)
-			}
-			if (got.A-s.A)*l.Quota+got.B != s.B {
-				t.Fatalf("%+v: decode(encode(%+v)) = %+v, full time differs", l, s, got)
-			}
-			if e, want := expiry(algorithm.TokenBucket, l, got), expiry(algorithm.TokenBucket, l, s); e != want {
-				t.Fatalf("%+v: expiry(%+v) = %d, want %d", l, got, e, want)
-			}
-		}
 	}
 }
 
@@ -226,8 +189,8 @@ func TestShardKeepsUnfitStateExact(t *testing.T) {
 	// Decide never starts a window off its boundary, but a state that does
 	// not fit must survive unchanged whatever the reason.
 	unfit := algorithm.State{A: testBase + 1, B: 2}
-	sh.save(h, idx, lay, algorithm.FixedWindow, l, unfit, now, layouts)
-	if got := sh.load(h, idx, lay, now); got != unfit {
+	sh.save(h, idx, lay, algorithm.FixedWindow, l, unfit, layouts)
+	if got := sh.load(h, algorithm.FixedWindow, now, layouts); got != unfit {
 		t.Fatalf("load after saving %+v = %+v", unfit, got)
 	}
 	if len(sh.wide) != 1 || sh.count != 1 {
@@ -235,16 +198,16 @@ func TestShardKeepsUnfitStateExact(t *testing.T) {
 	}
 
 	fit := algorithm.State{A: testBase, B: 3}
-	sh.save(h, idx, lay, algorithm.FixedWindow, l, fit, now, layouts)
-	if got := sh.load(h, idx, lay, now); got != fit {
+	sh.save(h, idx, lay, algorithm.FixedWindow, l, fit, layouts)
+	if got := sh.load(h, algorithm.FixedWindow, now, layouts); got != fit {
 		t.Fatalf("load after saving %+v = %+v", fit, got)
 	}
 	if len(sh.wide) != 0 || sh.count != 1 {
 		t.Fatalf("wide entries, count = %d, %d; want 0, 1", len(sh.wide), sh.count)
 	}
 
-	sh.save(h, idx, lay, algorithm.FixedWindow, l, unfit, now, layouts)
-	if got := sh.load(h, idx, lay, now); got != unfit {
+	sh.save(h, idx, lay, algorithm.FixedWindow, l, unfit, layouts)
+	if got := sh.load(h, algorithm.FixedWindow, now, layouts); got != unfit {
 		t.Fatalf("load after saving %+v again = %+v", unfit, got)
 	}
 	if len(sh.wide) != 1 || sh.count != 1 {
@@ -252,33 +215,25 @@ func TestShardKeepsUnfitStateExact(t *testing.T) {
 	}
 }
 
-func TestApplyHoldsTimeAfterClockStepBack(t *testing.T) {
+func TestApplySharesKeyStateAcrossLimits(t *testing.T) {
 	t.Parallel()
-	clk := newTestClock()
-	s := newTestStore(t, clk, 0, maxShards)
-	c := check("k", perMinute(2))
-	apply(t, s, c)
-	apply(t, s, c)
+	s := newTestStore(t, newTestClock(), 0, maxShards)
+	apply(t, s, check("k", perMinute(3)))
+	apply(t, s, check("k", perMinute(3)))
 
-	steps := []struct {
-		name      string
-		advance   time.Duration
-		wantReset time.Duration
-	}{
-		{"10s on", 10 * time.Second, 50 * time.Second},
-		{"30s back", -30 * time.Second, 50 * time.Second}, // held at 10s
-		{"caught up", 20 * time.Second, 50 * time.Second},
-		{"past the hold", 20 * time.Second, 40 * time.Second},
+	// The key identifies the state: a limit that changes for the key, here
+	// from 3 to 5 per minute, counts what the earlier limit counted.
+	if d := apply(t, s, check("k", perMinute(5))); !d.Allowed || d.Remaining != 2 {
+		t.Fatalf("request under 5/minute = %+v, want allowed with remaining 2", d)
 	}
-	for _, step := range steps {
-		clk.Advance(step.advance)
-		d := apply(t, s, c)
-		if d.Allowed {
-			t.Fatalf("%s: request = %+v, want denied", step.name, d)
-		}
-		if d.ResetAfter != step.wantReset.Microseconds() {
-			t.Fatalf("%s: ResetAfter = %d, want %d", step.name, d.ResetAfter, step.wantReset.Microseconds())
-		}
+
+	// A key whose algorithm changes starts afresh.
+	gcra := store.Check{Key: "k", Algorithm: algorithm.GCRA, Limit: perMinute(5)}
+	if d := apply(t, s, gcra); !d.Allowed || d.Remaining != 4 {
+		t.Fatalf("request under gcra = %+v, want allowed with remaining 4", d)
+	}
+	if d := apply(t, s, check("k", perMinute(5))); !d.Allowed || d.Remaining != 4 {
+		t.Fatalf("request under fixed window again = %+v, want allowed with remaining 4", d)
 	}
 }
 
@@ -354,38 +309,29 @@ func TestApplySteadyStateAllocatesNothing(t *testing.T) {
 	}
 }
 
-// TestBucketCanonicalDecidesAlike checks that Decide treats a bucket state
-// and its canonical form alike at every time from the state's A on: the
-// same decision and, after a charge, the same next state.
-func TestBucketCanonicalDecidesAlike(t *testing.T) {
+// TestExpiryDecidesAsZeroState checks expiry against the algorithms: at
+// and after its expiry a state decides as the zero State does, so the
+// store may forget it.
+func TestExpiryDecidesAsZeroState(t *testing.T) {
 	t.Parallel()
-	r := rand.New(rand.NewPCG(5, 6))
+	r := rand.New(rand.NewPCG(7, 8))
 	limits := []algorithm.Limit{
 		{Quota: 100, Window: time.Minute.Microseconds()},
-		{Quota: 7, Window: 3_000_000},
-		{Quota: 1000, Window: time.Hour.Microseconds(), Burst: 5},
-		{Quota: 10, Window: time.Second.Microseconds(), Burst: 30},
+		{Quota: 7, Window: 3_000_000, Burst: 3},
+		{Quota: 5, Window: time.Minute.Microseconds(), Delay: 2, MaxWait: 20_000_000},
 	}
-	for _, kind := range []algorithm.Kind{algorithm.TokenBucket, algorithm.LeakyBucket} {
+	for _, kind := range benchKinds {
 		for _, l := range limits {
-			lay := newLayout(kind, l)
-			unit, full := gcd(l.Window, l.Quota), l.Capacity()*l.Window
-			refill := full / l.Quota
-			for range 5000 {
-				s := algorithm.State{A: testBase + r.Int64N(rebaseSpan), B: r.Int64N(full/unit+1) * unit}
-				p, ok := lay.encode(s, testBase)
-				if !ok {
-					continue // a bucket full before the base is not stored
-				}
-				canonical := lay.decode(p, testBase)
-				now := s.A + r.Int64N(2*refill+2)
+			for range 3000 {
+				s := randomState(r, kind, l)
+				e := expiry(kind, l, s)
+				now := e + r.Int64N(3)*r.Int64N(l.Window)
 				cost := r.Int64N(l.Capacity() + 2)
-				wantState, want := algorithm.Decide(kind, s, now, l, cost)
-				gotState, got := algorithm.Decide(kind, canonical, now, l, cost)
-				// A request of cost 0 returns the state it was given.
-				if got != want || (want.Allowed && cost > 0 && gotState != wantState) {
-					t.Fatalf("%s %+v at %d cost %d:\nDecide(%+v) = %+v, %+v\nDecide(%+v) = %+v, %+v",
-						kind, l, now, cost, s, wantState, want, canonical, gotState, got)
+				gotState, got := algorithm.Decide(kind, s, now, l, cost)
+				wantState, want := algorithm.Decide(kind, algorithm.State{}, now, l, cost)
+				if got != want || (got.Allowed && cost > 0 && gotState != wantState) {
+					t.Fatalf("%s %+v: Decide(%+v at its expiry %d + %d, cost %d) = %+v, %+v; zero State gives %+v, %+v",
+						kind, l, s, e, now-e, cost, gotState, got, wantState, want)
 				}
 			}
 		}

@@ -12,37 +12,81 @@ import (
 )
 
 // referenceStore is the plainest correct store: exact states in a map,
-// never evicted, charged all or nothing.
-type referenceStore map[string]algorithm.State
+// charged all or nothing, never evicted. Like the store under test, it
+// reads a state past the expiry of the rule that wrote it as the zero
+// State, and it forgets expired states when that store sweeps, per shard,
+// so that a clock stepping back after a sweep meets the same memory in
+// both.
+type referenceStore struct {
+	states map[string]refEntry
+	base   []int64 // per shard, as the store's
+}
 
-func (r referenceStore) apply(checks []store.Check, now, cost int64, out []algorithm.Decision) bool {
-	next := make(map[string]algorithm.State)
+type refEntry struct {
+	state algorithm.State
+	kind  algorithm.Kind
+	limit algorithm.Limit
+	shard int
+}
+
+func (r *referenceStore) apply(checks []store.Check, shards []int, now, cost int64, out []algorithm.Decision) bool {
+	for _, i := range shards {
+		if now-r.base[i] >= rebaseSpan {
+			r.sweep(i, now)
+		}
+	}
+	next := make(map[string]refEntry)
+	changed := make(map[string]bool)
 	allowed := true
 	for i, c := range checks {
-		s, ok := next[c.Key]
+		e, ok := next[c.Key]
+		// Like the store, write a key named once only when its state
+		// changes, so that the rule that wrote it stays the same.
+		changed[c.Key] = ok
 		if !ok {
-			s = r[c.Key]
+			// A state past the expiry of the rule that wrote it reads as
+			// the zero State, even under another limit, and so does a
+			// state another algorithm wrote.
+			e, ok = r.states[c.Key]
+			if ok && (e.kind != c.Algorithm || expiry(e.kind, e.limit, e.state) <= now) {
+				e = refEntry{}
+			}
 		}
 		var d algorithm.Decision
-		s, d = algorithm.Decide(c.Algorithm, s, now, c.Limit, cost)
-		next[c.Key] = s
+		before := e.state
+		e.state, d = algorithm.Decide(c.Algorithm, e.state, now, c.Limit, cost)
+		changed[c.Key] = changed[c.Key] || e.state != before
+		e.kind, e.limit, e.shard = c.Algorithm, c.Limit, shards[i]
+		next[c.Key] = e
 		out[i] = d
 		allowed = allowed && d.Allowed
 	}
 	if allowed {
-		for k, s := range next {
-			r[k] = s
+		for k, e := range next {
+			if changed[k] {
+				r.states[k] = e
+			}
 		}
 	}
 	return allowed
+}
+
+// sweep forgets the states of shard i that expired at now.
+func (r *referenceStore) sweep(i int, now int64) {
+	for k, e := range r.states {
+		if e.shard == i && expiry(e.kind, e.limit, e.state) <= now {
+			delete(r.states, k)
+		}
+	}
+	r.base[i] = max(r.base[i], now)
 }
 
 // TestApplyMatchesReference runs random traces of stacked checks through
 // the store and through referenceStore and requires the same decisions.
 // The clock moves by steps from microseconds to hours, past expiries and
 // shard rebases, now and then backwards, and the sweeper runs now and
-// then. The reference gets the time the store uses: the latest of the
-// clock and the times of the shards the call locks.
+// then. The keys of one client share a key across rules, so that one
+// state is read and written under several limits.
 func TestApplyMatchesReference(t *testing.T) {
 	t.Parallel()
 	limits := []algorithm.Limit{
@@ -65,14 +109,13 @@ func runReferenceTrace(t *testing.T, kind algorithm.Kind, limits []algorithm.Lim
 	clk := newTestClock()
 	// Room for every key of the trace, so that nothing is evicted.
 	s := newTestStore(t, clk, 1000, 4)
-	ref := referenceStore{}
+	ref := &referenceStore{states: map[string]refEntry{}, base: make([]int64, len(s.shards))}
+	for i := range ref.base {
+		ref.base[i] = s.shards[i].base
+	}
 	steps := []time.Duration{0, time.Microsecond, 337 * time.Microsecond, 40 * time.Millisecond,
 		time.Second, 13 * time.Second, time.Minute, 3 * time.Minute, time.Hour}
 	out, want := make([]algorithm.Decision, 3), make([]algorithm.Decision, 3)
-	shardNow := make([]int64, len(s.shards))
-	for i := range shardNow {
-		shardNow[i] = clk.Now().UnixMicro()
-	}
 	for i := range 20000 {
 		step := steps[r.IntN(len(steps))]
 		if r.IntN(50) == 0 {
@@ -81,8 +124,8 @@ func runReferenceTrace(t *testing.T, kind algorithm.Kind, limits []algorithm.Lim
 		clk.Advance(step)
 		if r.IntN(500) == 0 {
 			s.sweep()
-			for i := range shardNow {
-				shardNow[i] = max(shardNow[i], clk.Now().UnixMicro())
+			for i := range ref.base {
+				ref.sweep(i, clk.Now().UnixMicro())
 			}
 		}
 
@@ -90,24 +133,22 @@ func runReferenceTrace(t *testing.T, kind algorithm.Kind, limits []algorithm.Lim
 		for j := range checks {
 			l := r.IntN(len(limits))
 			checks[j] = store.Check{
-				Key:       fmt.Sprintf("client%d:rule%d", r.IntN(20), l),
+				Key:       fmt.Sprintf("client%d:rule%d", r.IntN(20), l%3),
 				Algorithm: kind,
 				Limit:     limits[l],
 			}
 		}
 		cost := int64(r.IntN(4))
 		now := clk.Now().UnixMicro()
-		for _, c := range checks {
-			now = max(now, shardNow[s.shardOf(s.hash(c.Key))])
-		}
-		for _, c := range checks {
-			shardNow[s.shardOf(s.hash(c.Key))] = now
-		}
 		got, err := s.Apply(context.Background(), checks, cost, out)
 		if err != nil {
 			t.Fatalf("step %d: Apply error: %v", i, err)
 		}
-		if ok := ref.apply(checks, now, cost, want); got != ok {
+		shards := make([]int, len(checks))
+		for j, c := range checks {
+			shards[j] = s.shardOf(s.hash(c.Key))
+		}
+		if ok := ref.apply(checks, shards, now, cost, want); got != ok {
 			t.Fatalf("step %d at %d: Apply(%+v, cost %d) = %v, want %v\ngot  %+v\nwant %+v",
 				i, now, checks, cost, got, ok, out[:len(checks)], want[:len(checks)])
 		}

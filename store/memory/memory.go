@@ -34,13 +34,9 @@
 //
 // # Time
 //
-// Apply reads the store's clock once per call, in Unix microseconds. Each
-// shard keeps the latest time it has seen, and a call uses the latest of
-// its clock reading and the times of the shards it locks. So the store's
-// time never goes backwards: after a clock step back it holds at the
-// latest time seen until the clock catches up, and the durations in its
-// decisions count from that time. A state dropped as expired can then
-// never matter again.
+// Apply reads the store's clock once per call, in Unix microseconds, and
+// hands that time to algorithm.Decide unchanged. A clock that steps back
+// is handled by the algorithms, as with every other store.
 //
 // # Expiry and eviction
 //
@@ -223,8 +219,8 @@ type ref struct {
 	shard int
 	idx   uint8
 	lay   *layout
-	// same is the index of an earlier check of the call with the same key
-	// and pair, or -1.
+	// same is the index of an earlier check of the call with the same key,
+	// or -1.
 	same int
 }
 
@@ -266,12 +262,7 @@ func (s *Store) Apply(ctx context.Context, checks []store.Check, cost int64, out
 	}
 	now := s.clock().UnixMicro()
 	for _, i := range shards {
-		now = max(now, s.shards[i].now)
-	}
-	for _, i := range shards {
-		sh := &s.shards[i]
-		sh.now = now
-		if now-sh.base >= rebaseSpan {
+		if sh := &s.shards[i]; now-sh.base >= rebaseSpan {
 			sh.sweep(now, layouts)
 		}
 	}
@@ -283,8 +274,8 @@ func (s *Store) Apply(ctx context.Context, checks []store.Check, cost int64, out
 }
 
 // resolve hashes checks[i] and finds its shard, its layout and any earlier
-// check in refs (the refs of checks[:i]) with the same key and pair. It
-// returns the error of Limit.Validate for an invalid limit.
+// check in refs (the refs of checks[:i]) with the same key. It returns the
+// error of Limit.Validate for an invalid limit.
 func (s *Store) resolve(checks []store.Check, refs []ref, i int) (ref, error) {
 	c := &checks[i]
 	idx, lay, err := s.registry.lookup(c.Algorithm, c.Limit)
@@ -300,8 +291,7 @@ func (s *Store) resolve(checks []store.Check, refs []ref, i int) (ref, error) {
 	r := ref{hash: s.hash(c.Key), idx: idx, lay: lay, same: -1}
 	r.shard = s.shardOf(r.hash)
 	for j := i - 1; j >= 0; j-- {
-		if refs[j].hash == r.hash && refs[j].idx == r.idx && checks[j].Key == c.Key &&
-			checks[j].Algorithm == c.Algorithm && checks[j].Limit == c.Limit {
+		if refs[j].hash == r.hash && checks[j].Key == c.Key {
 			r.same = j
 			break
 		}
@@ -323,7 +313,7 @@ func (s *Store) decideLocked(checks []store.Check, refs []ref, now, cost int64,
 			// A request that names one key twice is charged twice, in order.
 			st = states[r.same]
 		} else {
-			st = s.shards[r.shard].load(r.hash, r.idx, r.lay, now)
+			st = s.shards[r.shard].load(r.hash, c.Algorithm, now, layouts)
 		}
 		next, d := algorithm.Decide(c.Algorithm, st, now, c.Limit, cost)
 		out[i] = d
@@ -340,7 +330,7 @@ func (s *Store) decideLocked(checks []store.Check, refs []ref, now, cost int64,
 		if r.same < 0 && states[i] == loaded[i] {
 			continue // a request of cost 0 changes nothing
 		}
-		s.shards[r.shard].save(r.hash, r.idx, r.lay, c.Algorithm, c.Limit, states[i], now, layouts)
+		s.shards[r.shard].save(r.hash, r.idx, r.lay, c.Algorithm, c.Limit, states[i], layouts)
 	}
 	return true
 }
@@ -386,8 +376,7 @@ func (s *Store) sweep() int {
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.mu.Lock()
-		sh.now = max(sh.now, s.clock().UnixMicro())
-		n += sh.sweep(sh.now, layouts)
+		n += sh.sweep(s.clock().UnixMicro(), layouts)
 		sh.mu.Unlock()
 	}
 	return n
@@ -408,29 +397,16 @@ func (s *Store) sweepEvery(interval time.Duration) {
 	}
 }
 
-// contains reports whether the store holds key under any (kind, limit)
-// pair, expired or not. Tests use it to see evictions.
+// contains reports whether the store holds key, expired or not. Tests use
+// it to see evictions.
 func (s *Store) contains(key string) bool {
 	h := s.hash(key)
 	sh := &s.shards[s.shardOf(h)]
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	for k := range sh.wide {
-		if k.hash == h {
-			return true
-		}
-	}
-	if sh.words == nil {
-		return false
+	if _, ok := sh.wide[h]; ok {
+		return true
 	}
 	b1, b2 := sh.buckets(h)
-	fp := tag(h, 0)
-	for _, b := range [2]uint64{b1, b2} {
-		for _, w := range sh.words[b*bucketSlots : (b+1)*bucketSlots] {
-			if w != 0 && w>>(tagShift+idxBits) == fp>>idxBits {
-				return true
-			}
-		}
-	}
-	return false
+	return sh.find(b1, b2, fingerprint(h)) >= 0
 }

@@ -93,17 +93,11 @@ func find(layouts *[]layout, k algorithm.Kind, l algorithm.Limit) (uint8, *layou
 	return 0, nil
 }
 
-// wideKey names a state in a wide map: the full 64-bit hash of the key and
-// the layout index, 0 for pairs the registry had no room for.
-type wideKey struct {
-	hash uint64
-	idx  uint8
-}
-
 // wideEntry is a state kept unencoded, for values that do not fit their
 // layout and for layouts with no compact form.
 type wideEntry struct {
 	state  algorithm.State
+	kind   algorithm.Kind // the algorithm that wrote state
 	expiry int64
 }
 
@@ -116,29 +110,26 @@ type shard struct {
 	nb    uint64   // buckets in words
 	count int      // keys in words and wide
 	cap   int
-	base  int64 // Unix µs that compact times are relative to
-	now   int64 // the latest time the shard has seen, in Unix µs
-	wide  map[wideKey]wideEntry
-	_     [64]byte // keeps neighbouring shards' mutexes off one cache line
+	base  int64                // Unix µs that compact times are relative to
+	wide  map[uint64]wideEntry // by the key's 64-bit hash
+	_     [64]byte             // keeps neighbouring shards' mutexes off one cache line
 }
 
 func (sh *shard) init(capacity int, now int64) {
 	sh.cap = capacity
 	sh.base = now
-	sh.now = now
 	slots := (capacity*loadDen + loadNum - 1) / loadNum
 	sh.nb = uint64((slots + bucketSlots - 1) / bucketSlots)
-	sh.wide = make(map[wideKey]wideEntry)
+	sh.wide = make(map[uint64]wideEntry)
 }
 
-// tag returns the bits a slot word holds above its payload for the key
-// with hash h under layout index idx.
-func tag(h uint64, idx uint8) uint64 {
-	fp := (h >> 38) & (1<<fpBits - 1)
-	if fp == 0 {
-		fp = 1
+// fingerprint returns the fingerprint of the key with hash h: bits of the
+// hash that choose neither the shard nor the buckets, never 0.
+func fingerprint(h uint64) uint64 {
+	if fp := (h >> 38) & (1<<fpBits - 1); fp != 0 {
+		return fp
 	}
-	return fp<<idxBits | uint64(idx)
+	return 1
 }
 
 // buckets returns the two buckets of the key with hash h. They may be
@@ -149,15 +140,17 @@ func (sh *shard) buckets(h uint64) (uint64, uint64) {
 	return b1, b2
 }
 
-// find returns the slot of tag t in buckets b1 and b2, or -1.
-func (sh *shard) find(b1, b2, t uint64) int {
+// find returns the slot with fingerprint fp in buckets b1 and b2, or -1.
+// The slot's layout index says how its payload is encoded: a key's state
+// is one, whichever rule wrote it last.
+func (sh *shard) find(b1, b2, fp uint64) int {
 	if sh.words == nil {
 		return -1
 	}
 	for _, b := range [2]uint64{b1, b2} {
 		slots := sh.words[b*bucketSlots : (b+1)*bucketSlots]
 		for i, w := range slots {
-			if w>>tagShift == t {
+			if w>>(tagShift+idxBits) == fp {
 				return int(b)*bucketSlots + i
 			}
 		}
@@ -173,52 +166,57 @@ func (sh *shard) payloadAt(pos int) payload {
 	return p
 }
 
-func (sh *shard) write(pos int, t uint64, p payload) {
-	sh.words[pos] = t<<tagShift | p.lo
+// write stores payload p in slot pos for the key with fingerprint fp under
+// layout index idx.
+func (sh *shard) write(pos int, fp uint64, idx uint8, p payload) {
+	sh.words[pos] = (fp<<idxBits|uint64(idx))<<tagShift | p.lo
 	if sh.ext != nil {
 		sh.ext[pos] = p.hi
 	}
 }
 
-// slotExpiry returns the expiry of the state in the occupied slot pos.
-func (sh *shard) slotExpiry(pos int, layouts []layout) int64 {
+// slotState returns the state in the occupied slot pos, the kind that
+// wrote it and its expiry.
+func (sh *shard) slotState(pos int, layouts []layout) (algorithm.State, algorithm.Kind, int64) {
 	lay := &layouts[(sh.words[pos]>>tagShift)&idxMask-1]
-	return expiry(lay.kind, lay.limit, lay.decode(sh.payloadAt(pos), sh.base))
+	s := lay.decode(sh.payloadAt(pos), sh.base)
+	return s, lay.kind, expiry(lay.kind, lay.limit, s)
 }
 
-// load returns the state of the key with hash h under (idx, lay) at time
-// now: the zero State when the shard does not hold it or it has expired.
-// The caller holds sh.mu.
-func (sh *shard) load(h uint64, idx uint8, lay *layout, now int64) algorithm.State {
-	if lay != nil && lay.form != formWide {
-		b1, b2 := sh.buckets(h)
-		if pos := sh.find(b1, b2, tag(h, idx)); pos >= 0 {
-			s := lay.decode(sh.payloadAt(pos), sh.base)
-			if expiry(lay.kind, lay.limit, s) <= now {
-				return algorithm.State{}
-			}
+// load returns the state of the key with hash h for algorithm k at time
+// now. It returns the zero State when the shard does not hold the key, when
+// the state has expired, and when another algorithm wrote it: a key whose
+// algorithm changes starts afresh, as in the Redis store, rather than have
+// one layout read as another. A state written under another limit of the
+// same algorithm is kept. The caller holds sh.mu.
+func (sh *shard) load(h uint64, k algorithm.Kind, now int64, layouts []layout) algorithm.State {
+	b1, b2 := sh.buckets(h)
+	if pos := sh.find(b1, b2, fingerprint(h)); pos >= 0 {
+		if s, kind, e := sh.slotState(pos, layouts); kind == k && e > now {
 			return s
 		}
+		return algorithm.State{}
 	}
 	if len(sh.wide) > 0 {
-		if e, ok := sh.wide[wideKey{h, idx}]; ok && e.expiry > now {
+		if e, ok := sh.wide[h]; ok && e.kind == k && e.expiry > now {
 			return e.state
 		}
 	}
 	return algorithm.State{}
 }
 
-// save stores s as the state of the key with hash h under (idx, lay),
-// compact when it fits and in the wide map otherwise, evicting a key when
-// the shard is full. The caller holds sh.mu.
-func (sh *shard) save(h uint64, idx uint8, lay *layout, k algorithm.Kind, l algorithm.Limit, s algorithm.State, now int64, layouts []layout) {
+// save stores s as the state of the key with hash h, written under the
+// check's kind k and limit l with layout lay (index idx; nil and 0 when the
+// registry is full). It keeps s compact when it fits and in the wide map
+// otherwise, evicting a key when the shard is full. The caller holds sh.mu.
+func (sh *shard) save(h uint64, idx uint8, lay *layout, k algorithm.Kind, l algorithm.Limit,
+	s algorithm.State, layouts []layout) {
 	b1, b2 := sh.buckets(h)
-	t := tag(h, idx)
-	pos := -1
-	if lay != nil && lay.form != formWide {
-		pos = sh.find(b1, b2, t)
+	fp := fingerprint(h)
+	pos := sh.find(b1, b2, fp)
+	if lay != nil {
 		if p, ok := lay.encode(s, sh.base); ok {
-			sh.saveCompact(pos, b1, b2, t, p, lay.form == formExt, wideKey{h, idx}, now, layouts)
+			sh.saveCompact(pos, b1, b2, h, idx, p, lay.form == formExt, layouts)
 			return
 		}
 	}
@@ -227,29 +225,31 @@ func (sh *shard) save(h uint64, idx uint8, lay *layout, k algorithm.Kind, l algo
 		sh.words[pos] = 0
 		sh.count--
 	}
-	key := wideKey{h, idx}
-	if _, ok := sh.wide[key]; !ok {
+	if _, ok := sh.wide[h]; !ok {
 		if sh.count >= sh.cap {
-			sh.evict(b1, b2, now, layouts)
+			sh.evict(b1, b2, layouts)
 		}
 		sh.count++
 	}
-	sh.wide[key] = wideEntry{state: s, expiry: expiry(k, l, s)}
+	sh.wide[h] = wideEntry{state: s, kind: k, expiry: expiry(k, l, s)}
 }
 
-// saveCompact writes payload p with tag t at pos, or into a free or
-// evicted slot of b1 or b2 when pos is -1. The caller holds sh.mu.
-func (sh *shard) saveCompact(pos int, b1, b2, t uint64, p payload, useExt bool, key wideKey, now int64, layouts []layout) {
+// saveCompact writes payload p for the key with hash h under layout index
+// idx at pos, or into a free or evicted slot of b1 or b2 when pos is -1.
+// The caller holds sh.mu.
+func (sh *shard) saveCompact(pos int, b1, b2, h uint64, idx uint8, p payload, useExt bool,
+	layouts []layout) {
 	if useExt && sh.ext == nil {
 		sh.ext = make([]uint32, sh.nb*bucketSlots)
 	}
+	fp := fingerprint(h)
 	if pos >= 0 {
-		sh.write(pos, t, p)
+		sh.write(pos, fp, idx, p)
 		return
 	}
 	if len(sh.wide) > 0 {
-		if _, ok := sh.wide[key]; ok {
-			delete(sh.wide, key)
+		if _, ok := sh.wide[h]; ok {
+			delete(sh.wide, h)
 			sh.count--
 		}
 	}
@@ -257,7 +257,7 @@ func (sh *shard) saveCompact(pos int, b1, b2, t uint64, p payload, useExt bool, 
 		sh.words = make([]uint64, sh.nb*bucketSlots)
 	}
 	if sh.count >= sh.cap {
-		sh.evict(b1, b2, now, layouts)
+		sh.evict(b1, b2, layouts)
 	}
 	pos = sh.freeSlot(b1, b2)
 	if pos < 0 {
@@ -265,7 +265,7 @@ func (sh *shard) saveCompact(pos int, b1, b2, t uint64, p payload, useExt bool, 
 		sh.words[pos] = 0
 		sh.count--
 	}
-	sh.write(pos, t, p)
+	sh.write(pos, fp, idx, p)
 	sh.count++
 }
 
@@ -305,7 +305,7 @@ func (sh *shard) victim(b1, b2 uint64, layouts []layout) int {
 			if sh.words[pos] == 0 {
 				continue
 			}
-			if e := sh.slotExpiry(pos, layouts); best < 0 || e < bestExpiry {
+			if _, _, e := sh.slotState(pos, layouts); best < 0 || e < bestExpiry {
 				best, bestExpiry = pos, e
 			}
 		}
@@ -316,7 +316,7 @@ func (sh *shard) victim(b1, b2 uint64, layouts []layout) int {
 // evict removes one key to make room for another: the first to expire in
 // buckets b1 and b2, else the first found in the buckets after them, else
 // a key of the wide map. The caller holds sh.mu and sh.count > 0.
-func (sh *shard) evict(b1, b2 uint64, now int64, layouts []layout) {
+func (sh *shard) evict(b1, b2 uint64, layouts []layout) {
 	if sh.words != nil {
 		pos := sh.victim(b1, b2, layouts)
 		for b := (b1 + 1) % sh.nb; pos < 0 && b != b1; b = (b + 1) % sh.nb {
@@ -352,9 +352,6 @@ func (sh *shard) sweep(now int64, layouts []layout) int {
 			dropped++
 		}
 	}
-	if sh.words == nil {
-		return dropped
-	}
 	newBase := max(sh.base, now)
 	for pos, w := range sh.words {
 		if w == 0 {
@@ -378,7 +375,7 @@ func (sh *shard) sweep(now int64, layouts []layout) int {
 			dropped++
 			continue
 		}
-		sh.write(pos, w>>tagShift, p)
+		sh.write(pos, w>>(tagShift+idxBits), uint8((w>>tagShift)&idxMask), p)
 	}
 	sh.base = newBase
 	return dropped
