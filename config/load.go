@@ -120,18 +120,18 @@ func load(v Var, src Sources) (Value, error) {
 		raw, source, setting = f.Value, FromFlag, f.Name
 	}
 
-	shown := raw
+	displayed := raw
 	if v.Secret {
-		shown = "<secret>"
+		displayed = "<secret>"
 	}
 	if len(raw) > maxValueLength {
-		return Value{}, &Error{Setting: setting, Value: shown, Source: source,
+		return Value{}, &Error{Setting: setting, Value: displayed, Source: source,
 			Err: fmt.Errorf("longer than %d bytes", maxValueLength)}
 	}
 	if err := v.Parse(raw); err != nil {
-		return Value{}, &Error{Setting: setting, Value: shown, Source: source, Err: err}
+		return Value{}, &Error{Setting: setting, Value: displayed, Source: source, Err: err}
 	}
-	return Value{Var: v, Raw: shown, Source: source}, nil
+	return Value{Var: v, Raw: displayed, Source: source}, nil
 }
 
 // checkFileKeys rejects file settings that no Var reads, so a typo in the
