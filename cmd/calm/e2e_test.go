@@ -640,6 +640,20 @@ func TestServeSettings(t *testing.T) {
 		resp, body := do(t, "POST", p.url+"/auth/register", nil, nil)
 		checkDenied(t, resp, body, 429, "register", "2")
 	})
+	t.Run("file over environment", func(t *testing.T) {
+		t.Parallel()
+		cfg := filepath.Join(t.TempDir(), "calm.yaml")
+		if err := os.WriteFile(cfg, []byte("settings:\n  status_code: 429\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		// The file sets only settings, so the demo keeps its own policy.
+		p := startCalm(t, map[string]string{"RATELIMIT_STATUS_CODE": "420"}, "--config", cfg)
+		for range 2 {
+			do(t, "POST", p.url+"/auth/register", nil, nil)
+		}
+		resp, body := do(t, "POST", p.url+"/auth/register", nil, nil)
+		checkDenied(t, resp, body, 429, "register", "2")
+	})
 	t.Run("disabled", func(t *testing.T) {
 		t.Parallel()
 		p := startCalm(t, map[string]string{"RATELIMIT_ENABLED": "false"})
