@@ -1,0 +1,258 @@
+package main
+
+// End-to-end tests of calm serve on a shared Redis: several real processes,
+// one real redis-server or Redis Cluster, concurrent requests spread over
+// the processes.
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/calm-limiter/calm/internal/redistest"
+)
+
+// e2eAlgorithms are the algorithms whose 10/minute limit admits exactly
+// 10 requests in a burst. The leaky queue admits as many but delays them by
+// up to a minute, which the shared-queue test covers on its own.
+var e2eAlgorithms = []string{"sliding_window", "fixed_window", "token_bucket", "leaky_bucket", "gcra"}
+
+// startCalms starts n calm serve processes with the same environment.
+func startCalms(t *testing.T, n int, env map[string]string) []*process {
+	t.Helper()
+	procs := make([]*process, n)
+	for i := range procs {
+		own := make(map[string]string, len(env))
+		for k, v := range env {
+			own[k] = v
+		}
+		procs[i] = startCalm(t, own)
+	}
+	return procs
+}
+
+// statusCounts sends count requests of method to path, spread round robin
+// over procs from workers goroutines, and returns how many got each status.
+// Transport errors count under status 0.
+func statusCounts(procs []*process, method, path string, count, workers int) map[int]int {
+	var mu sync.Mutex
+	counts := map[int]int{}
+	next := make(chan int, count)
+	for i := 0; i < count; i++ {
+		next <- i
+	}
+	close(next)
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				code := send(method, procs[i%len(procs)].url+path)
+				mu.Lock()
+				counts[code]++
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return counts
+}
+
+// send sends one request and returns its status, or 0 on a transport error.
+func send(method, url string) int {
+	req, err := http.NewRequest(method, url, strings.NewReader("payload"))
+	if err != nil {
+		return 0
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// checkExactlyTen requires 10 admitted, the rest denied with 420, and
+// nothing else.
+func checkExactlyTen(t *testing.T, counts map[int]int, total int) {
+	t.Helper()
+	if counts[http.StatusOK] != 10 {
+		t.Errorf("admitted %d of %d requests over 3 servers, want exactly 10 (statuses %v)",
+			counts[http.StatusOK], total, counts)
+	}
+	if counts[420] != total-10 {
+		t.Errorf("denied %d with 420, want %d (statuses %v)", counts[420], total-10, counts)
+	}
+}
+
+func TestRedisSharedLimitEndToEnd(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	for _, alg := range e2eAlgorithms {
+		t.Run(alg, func(t *testing.T) {
+			t.Parallel()
+			burstOverThree(t, alg, "redis://"+srv.Addr+"/0", srv.Addr)
+		})
+	}
+}
+
+func TestRedisClusterSharedLimitEndToEnd(t *testing.T) {
+	t.Parallel()
+	cl := redistest.StartCluster(t, 3)
+	addrs := cl.Addrs()
+	url := "redis://" + addrs[0] + "?addr=" + addrs[1] + "&addr=" + addrs[2]
+	for _, alg := range e2eAlgorithms {
+		t.Run(alg, func(t *testing.T) {
+			t.Parallel()
+			burstOverThree(t, alg, url, addrs[0])
+		})
+	}
+}
+
+// burstOverThree starts 3 servers with algorithm alg on the Redis at url
+// and sends 60 concurrent uploads (10/minute) spread over them: exactly 10
+// must pass. A fixed window restarts at each minute of the Redis clock, so
+// a burst that straddles a minute may pass 20; it is run again on fresh
+// keys.
+func burstOverThree(t *testing.T, alg, url, timeAddr string) {
+	for attempt := 1; ; attempt++ {
+		procs := startCalms(t, 3, map[string]string{
+			"RATELIMIT_REDIS_URL":   url,
+			"RATELIMIT_ALGORITHM":   alg,
+			"RATELIMIT_ENVIRONMENT": fmt.Sprintf("e2e-%s-%d", alg, attempt),
+			// Under the race detector a Redis call can take longer than the
+			// 50ms default, and the fallback would count per server.
+			"RATELIMIT_REDIS_TIMEOUT": "10s",
+		})
+		before := redisMinute(t, timeAddr)
+		counts := statusCounts(procs, http.MethodPost, "/api/upload", 60, 12)
+		if alg == "fixed_window" && redisMinute(t, timeAddr) != before && attempt < 3 {
+			t.Logf("the burst straddled a minute of the Redis clock (statuses %v); again", counts)
+			continue
+		}
+		checkExactlyTen(t, counts, 60)
+		return
+	}
+}
+
+// redisMinute returns the current minute of the Redis clock at addr.
+func redisMinute(t *testing.T, addr string) int64 {
+	t.Helper()
+	out, err := redistest.Command(addr, "TIME")
+	if err != nil {
+		t.Fatalf("TIME on %s: %v", addr, err)
+	}
+	var secs int64
+	if _, err := fmt.Sscan(out, &secs); err != nil {
+		t.Fatalf("TIME on %s = %q: %v", addr, out, err)
+	}
+	return secs / 60
+}
+
+// TestRedisOutageEndToEnd kills redis-server while three servers take
+// traffic, then starts it again: no request may fail with a 5xx, and the
+// servers must share one limit again on their own.
+func TestRedisOutageEndToEnd(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	procs := startCalms(t, 3, map[string]string{
+		"RATELIMIT_REDIS_URL":   "redis://" + srv.Addr + "/0",
+		"RATELIMIT_ENVIRONMENT": "e2e-outage",
+		// Long enough for the race detector, short against a dead server:
+		// a killed redis-server refuses connections at once.
+		"RATELIMIT_REDIS_TIMEOUT": "5s",
+	})
+
+	var mu sync.Mutex
+	counts := map[int]int{}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := 0; w < 6; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				code := send(http.MethodGet, procs[(w+i)%3].url+"/public/products")
+				mu.Lock()
+				counts[code]++
+				mu.Unlock()
+			}
+		}(w)
+	}
+	waitRequests := func(n int) {
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			mu.Lock()
+			total := 0
+			for _, c := range counts {
+				total += c
+			}
+			mu.Unlock()
+			if total >= n || time.Now().After(deadline) {
+				return
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	waitRequests(100)
+	srv.Stop()
+	waitRequests(400)
+	srv.Restart(t)
+	for _, p := range procs {
+		waitFor(t, func() bool { return strings.Contains(p.logs.String(), "store recovered") },
+			"the Redis store to recover", p)
+	}
+	waitRequests(700)
+	close(stop)
+	wg.Wait()
+
+	for code, n := range counts {
+		if code == 0 || code >= 500 {
+			t.Errorf("%d requests got status %d during the outage (all statuses %v)", n, code, counts)
+		}
+	}
+	for _, p := range procs {
+		if n := strings.Count(p.logs.String(), "using the in-memory fallback"); n != 1 {
+			t.Errorf("a server logged the fallback %d times, want once:\n%s", n, p.logs)
+		}
+	}
+
+	// Back on Redis, the three servers share one 5/minute limit again.
+	got := statusCounts(procs, http.MethodGet, "/api/export", 30, 6)
+	if got[http.StatusOK] != 5 {
+		t.Errorf("after recovery, admitted %d of 30 requests on a shared 5/minute route, want 5 (%v)",
+			got[http.StatusOK], got)
+	}
+}
+
+// TestRedisProductionFallbackChoice starts production without Redis: it
+// must refuse by default and start when the memory store is chosen.
+func TestRedisProductionFallbackChoice(t *testing.T) {
+	t.Parallel()
+	code, _, stderr := runCalm(t, map[string]string{"RATELIMIT_ENVIRONMENT": "production"},
+		"serve", "--addr", "127.0.0.1:0")
+	if code != 1 || !strings.Contains(stderr, "RATELIMIT_FALLBACK_TO_MEMORY=true") {
+		t.Errorf("production without Redis: exit %d, stderr %q; want exit 1 naming RATELIMIT_FALLBACK_TO_MEMORY=true",
+			code, stderr)
+	}
+	p := startCalm(t, map[string]string{
+		"RATELIMIT_ENVIRONMENT":        "production",
+		"RATELIMIT_FALLBACK_TO_MEMORY": "true",
+		"RATELIMIT_FP_SECRET":          e2eJWTSecret,
+		"RATELIMIT_AUTH_JWT_SECRET":    e2eJWTSecret,
+	})
+	if got := send(http.MethodGet, p.url+"/public/products"); got != http.StatusOK {
+		t.Errorf("production on memory by choice: GET /public/products = %d, want 200", got)
+	}
+}
