@@ -182,3 +182,46 @@ func heapPerKey(t *testing.T, kind algorithm.Kind, l algorithm.Limit, keys int) 
 	runtime.KeepAlive(s)
 	return float64(int64(after.HeapAlloc)-int64(before.HeapAlloc)) / float64(keys), held
 }
+
+// BenchmarkSweep times one sweep of a store holding 1,000,000 keys: every
+// shard locked in turn, every slot decoded, checked and re-encoded.
+func BenchmarkSweep(b *testing.B) {
+	s := New(Config{Clock: runClock()})
+	defer s.Close()
+	var kb keyBuilder
+	checks := []store.Check{{Algorithm: algorithm.GCRA, Limit: benchLimit}}
+	out := make([]algorithm.Decision, 1)
+	for i := range DefaultMaxKeys {
+		checks[0].Key = kb.key(i)
+		s.Apply(context.Background(), checks, 1, out)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		s.sweep()
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(len(s.shards)), "ns/shard")
+}
+
+// BenchmarkRebase times moving the base of every shard of a store holding
+// 1,000,000 GCRA keys of 1/day: each shard locked once while all of its
+// slots are decoded and re-encoded.
+func BenchmarkRebase(b *testing.B) {
+	clk := newTestClock()
+	s := New(Config{Clock: clk.Now})
+	defer s.Close()
+	var kb keyBuilder
+	checks := []store.Check{{Algorithm: algorithm.GCRA, Limit: perWindow(1, 24*time.Hour)}}
+	out := make([]algorithm.Decision, 1)
+	for i := range DefaultMaxKeys {
+		checks[0].Key = kb.key(i)
+		s.Apply(context.Background(), checks, 1, out)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		clk.Advance(rebaseSpan / 2 * time.Microsecond)
+		if n := s.sweep(); n != 0 {
+			b.Fatalf("sweep() dropped %d keys, want 0", n)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(len(s.shards)), "ns/shard")
+}

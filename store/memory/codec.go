@@ -14,13 +14,14 @@ import (
 //
 // Times are stored relative to the shard's base, a recent Unix time that
 // the shard moves forward at least every rebaseSpan microseconds, so a few
-// dozen bits cover them exactly. Every encoder checks that each value fits
+// dozen bits cover them exactly. The sweeper moves it once it is half a
+// span behind, and Apply when it is a whole span behind. Every encoder checks that each value fits
 // its field. When one does not, the state goes to the shard's wide map,
 // which keeps it unchanged.
 const (
 	payloadBits = 40
 	extBits     = 32
-	rebaseSpan  = 1 << 27 // µs, about 134 s
+	rebaseSpan  = 1 << 30 // µs, about 18 minutes
 )
 
 // form is the storage a layout chooses.

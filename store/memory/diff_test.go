@@ -35,6 +35,7 @@ func (r *referenceStore) apply(checks []store.Check, shards []int, now, cost int
 			r.sweep(i, now)
 		}
 	}
+
 	next := make(map[string]refEntry)
 	changed := make(map[string]bool)
 	allowed := true
@@ -71,14 +72,17 @@ func (r *referenceStore) apply(checks []store.Check, shards []int, now, cost int
 	return allowed
 }
 
-// sweep forgets the states of shard i that expired at now.
+// sweep forgets the states of shard i that expired at now and, as the
+// store's sweep does, moves the shard's base when it is half a span old.
 func (r *referenceStore) sweep(i int, now int64) {
 	for k, e := range r.states {
 		if e.shard == i && expiry(e.kind, e.limit, e.state) <= now {
 			delete(r.states, k)
 		}
 	}
-	r.base[i] = max(r.base[i], now)
+	if now-r.base[i] >= rebaseSpan/2 {
+		r.base[i] = now
+	}
 }
 
 // TestApplyMatchesReference runs random traces of stacked checks through

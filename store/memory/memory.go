@@ -257,16 +257,17 @@ func (s *Store) Apply(ctx context.Context, checks []store.Check, cost int64, out
 		refs = append(refs, r)
 		shards = insertSorted(shards, r.shard)
 	}
-	// Read after every lookup, so it has the layout of every check.
-	layouts := s.registry.snapshot()
-
 	for _, i := range shards {
 		s.shards[i].mu.Lock()
 	}
+	// Read with the locks held, after every lookup: a slot in these shards
+	// was written under their locks, after its layout was registered, so
+	// the snapshot has the layout of every slot and of every check.
+	layouts := s.registry.snapshot()
 	now := s.clock().UnixMicro()
 	for _, i := range shards {
 		if sh := &s.shards[i]; now-sh.base >= rebaseSpan {
-			sh.sweep(now, layouts)
+			sh.rebase(now, layouts)
 		}
 	}
 	allowed := s.decideLocked(checks, refs, now, cost, out, layouts)
@@ -371,18 +372,42 @@ func satAdd(a, b int64) int64 {
 	return a + b
 }
 
-// sweep drops every expired key and moves each shard's base to now, one
-// shard at a time, and returns how many keys it dropped.
+// sweepChunk is the number of slots a sweep handles per lock hold, so that
+// a check waits for a sweep for a few microseconds at most.
+const sweepChunk = 1024
+
+// sweep drops every expired key, shard by shard and chunk by chunk, and
+// moves forward the base of every shard whose base is half a rebaseSpan
+// old, and returns how many keys it dropped.
 func (s *Store) sweep() int {
-	layouts := s.registry.snapshot()
 	n := 0
 	for i := range s.shards {
-		sh := &s.shards[i]
-		sh.mu.Lock()
-		n += sh.sweep(s.clock().UnixMicro(), layouts)
-		sh.mu.Unlock()
+		n += s.sweepShard(&s.shards[i])
 	}
 	return n
+}
+
+func (s *Store) sweepShard(sh *shard) int {
+	sh.mu.Lock()
+	now := s.clock().UnixMicro()
+	if now-sh.base >= rebaseSpan/2 {
+		n := sh.rebase(now, s.registry.snapshot())
+		sh.mu.Unlock()
+		return n
+	}
+	n := sh.sweepWide(now)
+	sh.mu.Unlock()
+
+	for from := 0; ; from += sweepChunk {
+		sh.mu.Lock()
+		if from >= len(sh.words) {
+			sh.mu.Unlock()
+			return n
+		}
+		to := min(from+sweepChunk, len(sh.words))
+		n += sh.sweepSlots(s.clock().UnixMicro(), s.registry.snapshot(), from, to)
+		sh.mu.Unlock()
+	}
 }
 
 // sweepEvery runs sweep every interval until Close.

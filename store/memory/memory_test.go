@@ -417,3 +417,27 @@ func checkInvariants(t testing.TB, s *Store) {
 		t.Fatalf("shard capacities add up to %d, above MaxKeys %d", total, s.maxKeys)
 	}
 }
+
+func TestApplyWhileRulesAreAdded(t *testing.T) {
+	t.Parallel()
+	s := newTestStore(t, newTestClock(), 0, maxShards)
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 200 {
+				// Every goroutine adds rules and reads keys that the
+				// others write under their newest rules.
+				c := store.Check{
+					Key:       fmt.Sprintf("k%d", i%10),
+					Algorithm: algorithm.GCRA,
+					Limit:     perMinute(int64(1000 + g*200 + i)),
+				}
+				apply(t, s, c)
+			}
+		}()
+	}
+	wg.Wait()
+	checkInvariants(t, s)
+}

@@ -336,14 +336,9 @@ func (sh *shard) evict(b1, b2 uint64, layouts []layout) {
 	}
 }
 
-// sweep drops the keys expired at now and, when now is past the base,
-// moves the base to now and re-encodes every kept slot. It returns the
-// number of keys dropped. The caller holds sh.mu.
-//
-// A state that has not expired at now fits its layout relative to any base
-// between the old base and now (see the layout bounds), so re-encoding
-// does not fail. A slot that did not fit would be dropped and counted.
-func (sh *shard) sweep(now int64, layouts []layout) int {
+// sweepWide drops the wide entries expired at now and returns how many it
+// dropped. The caller holds sh.mu.
+func (sh *shard) sweepWide(now int64) int {
 	dropped := 0
 	for key, e := range sh.wide {
 		if e.expiry <= now {
@@ -352,6 +347,39 @@ func (sh *shard) sweep(now int64, layouts []layout) int {
 			dropped++
 		}
 	}
+	return dropped
+}
+
+// sweepSlots drops the keys in slots [from, to) whose state expired at now
+// and returns how many it dropped. The caller holds sh.mu.
+func (sh *shard) sweepSlots(now int64, layouts []layout, from, to int) int {
+	dropped := 0
+	for pos := from; pos < to; pos++ {
+		if sh.words[pos] == 0 {
+			continue
+		}
+		if _, _, e := sh.slotState(pos, layouts); e <= now {
+			sh.words[pos] = 0
+			sh.count--
+			dropped++
+		}
+	}
+	return dropped
+}
+
+// rebase drops every key expired at now, moves the base forward to now and
+// re-encodes every kept slot, and returns the number of keys dropped. The
+// caller holds sh.mu.
+//
+// NOTE: a rebase holds the lock for the whole shard, about 0.6 ms for a
+// shard of 15,625 keys (BenchmarkRebase), once every 9 minutes. A slot bit
+// naming one of two bases would let it move slots in chunks like sweeps.
+//
+// A state that has not expired at now fits its layout relative to any base
+// between the old base and now (see the layout bounds), so re-encoding
+// does not fail. A slot that did not fit would be dropped and counted.
+func (sh *shard) rebase(now int64, layouts []layout) int {
+	dropped := sh.sweepWide(now)
 	newBase := max(sh.base, now)
 	for pos, w := range sh.words {
 		if w == 0 {
