@@ -298,13 +298,22 @@ func TestServeStartupFailures(t *testing.T) {
 	if err := os.WriteFile(badFile, []byte("settings:\n  status_code: 500\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	badPolicy := filepath.Join(dir, "policy.yaml")
+	policyText := "routes:\n  - pattern: GET /x\n    limits: [10/fortnight]\n" +
+		"  - pattern: GET /y\n    cost: -1\n"
+	if err := os.WriteFile(badPolicy, []byte(policyText), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name string
 		env  map[string]string
 		args []string
-		want string // the whole stderr, one line
+		want string // the whole stderr, one line; with "...", its start and end
 		code int
 	}{
+		{"policy", nil, []string{"--config", badPolicy},
+			`calm serve: ` + badPolicy + `: routes[0].limits: invalid rule "10/fortnight"...` +
+				`(and 1 more error: run calm check-config on the file to list them)`, 1},
 		{"status code", map[string]string{"RATELIMIT_STATUS_CODE": "abc"}, nil,
 			`calm serve: RATELIMIT_STATUS_CODE="abc": invalid: want 420 or 429`, 1},
 		{"algorithm", map[string]string{"RATELIMIT_ALGORITHM": "random"}, nil,
@@ -330,7 +339,14 @@ func TestServeStartupFailures(t *testing.T) {
 			if code != tt.code {
 				t.Errorf("exit status = %d, want %d", code, tt.code)
 			}
-			if got := strings.TrimSuffix(stderr, "\n"); got != tt.want {
+			got := strings.TrimSuffix(stderr, "\n")
+			start, end, elided := strings.Cut(tt.want, "...")
+			switch {
+			case strings.Contains(got, "\n"):
+				t.Errorf("stderr has several lines, want one:\n%s", got)
+			case !elided && got != tt.want:
+				t.Errorf("stderr:\n got %q\nwant %q", got, tt.want)
+			case elided && (!strings.HasPrefix(got, start) || !strings.HasSuffix(got, end)):
 				t.Errorf("stderr:\n got %q\nwant %q", got, tt.want)
 			}
 			if stdout != "" {

@@ -122,7 +122,7 @@ func (gw *gateway) build(ctx context.Context, exts []*extension) error {
 	app, mux := gw.application()
 	gw.policy = gw.choosePolicy()
 	if err := gw.policy.Validate(); err != nil {
-		return policyError(gw.file, err)
+		return firstPolicyError(gw.file, err)
 	}
 	limited := app
 	if gw.settings.Enabled {
@@ -162,6 +162,24 @@ func (gw *gateway) choosePolicy() policy.Config {
 	}
 	pc.DefaultLimits = ruleStrings(gw.settings.DefaultLimit)
 	return pc
+}
+
+// firstPolicyError is policyError cut to its first line, so that start-up
+// fails with one message; it points to check-config for the others.
+func firstPolicyError(file *config.File, err error) error {
+	lines := strings.Split(policyError(file, err).Error(), "\n")
+	if len(lines) == 1 {
+		return errors.New(lines[0])
+	}
+	hint := "run calm check-config on the file to list them"
+	if file == nil || !file.HasPolicy {
+		hint = "the built-in policy is invalid"
+	}
+	more := fmt.Sprintf("%d more errors", len(lines)-1)
+	if len(lines) == 2 {
+		more = "1 more error"
+	}
+	return fmt.Errorf("%s (and %s: %s)", lines[0], more, hint)
 }
 
 // policyError prefixes every line of a policy's validation error with the
