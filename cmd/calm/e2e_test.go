@@ -838,3 +838,48 @@ func TestServeSecondSignalStops(t *testing.T) {
 		t.Errorf("calm exited with status 0 after a second SIGTERM, want killed by the signal")
 	}
 }
+
+func TestDemoConcurrentExactness(t *testing.T) {
+	t.Parallel()
+	p := startCalm(t, nil)
+	// POST /api/upload allows 10 a minute: of 200 concurrent requests from
+	// one client exactly 10 pass, whatever the interleaving.
+	const requests = 200
+	// A client of its own: the connections it dialed but never used would
+	// hold calm's graceful shutdown for 5s, so they are closed before the
+	// process is stopped (cleanups run last registered first).
+	tr := &http.Transport{Proxy: nil, MaxIdleConnsPerHost: requests}
+	t.Cleanup(tr.CloseIdleConnections)
+	client := &http.Client{Transport: tr, Timeout: 20 * time.Second}
+	statuses := make(chan int, requests)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for range requests {
+		wg.Go(func() {
+			<-start
+			req, err := http.NewRequest("POST", p.url+"/api/upload", strings.NewReader("x"))
+			if err != nil {
+				statuses <- -1
+				return
+			}
+			resp, err := client.Do(req)
+			if err != nil {
+				statuses <- -1
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			statuses <- resp.StatusCode
+		})
+	}
+	close(start)
+	wg.Wait()
+	close(statuses)
+	counts := map[int]int{}
+	for code := range statuses {
+		counts[code]++
+	}
+	if counts[http.StatusOK] != 10 || counts[420] != requests-10 {
+		t.Errorf("200 concurrent uploads got statuses %v, want exactly 10 × 200 and 190 × 420", counts)
+	}
+}
