@@ -124,6 +124,15 @@ func TestCheckConfigErrors(t *testing.T) {
 	}
 }
 
+func TestHelpServeOnStdout(t *testing.T) {
+	t.Parallel()
+	code, stdout, stderr := runInProcess(t, "help", "serve")
+	if code != 0 || !strings.Contains(stdout, "-upstream URL") || stderr != "" {
+		t.Errorf("calm help serve = %d, stdout %q, stderr %q; want 0 and the flags on stdout",
+			code, stdout, stderr)
+	}
+}
+
 func TestRunUsage(t *testing.T) {
 	t.Parallel()
 	tests := []struct {

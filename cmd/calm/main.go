@@ -80,7 +80,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer,
 	case "help", "-h", "-help", "--help":
 		if len(args) > 1 {
 			if c, ok := commands[args[1]]; ok {
-				return runCommand(ctx, c, []string{"-h"}, stdout, stderr, lookupEnv)
+				// Help that was asked for goes to stdout, so it can be paged.
+				return runCommand(ctx, c, []string{"-h"}, stdout, stdout, lookupEnv)
 			}
 		}
 		printUsage(stdout)
