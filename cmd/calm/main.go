@@ -2,6 +2,9 @@
 //
 //	calm serve [flags]          run the gateway (demo API or reverse proxy)
 //	calm check-config FILE      validate a config file and print its limits
+//	calm token [flags]          mint a signed test token for tiered limits
+//	calm circuit open|close|status
+//	                            force or read the shared circuit breaker
 //	calm help [COMMAND]         show help
 //
 // Each subcommand lives in its own file and registers itself in commands
