@@ -243,7 +243,7 @@ const maxHeaderNames = 64
 //
 // NOTE: net/http parses headers into a map and does not expose the order in
 // which the client sent them, so this part uses the set of names, which
-// still tells many clients apart. Wire order would need a connection-level
+// still distinguishes many clients. Wire order would need a connection-level
 // parser.
 func headerNames(r *http.Request) string {
 	names := make([]string, 0, len(r.Header))
