@@ -52,8 +52,13 @@ func (d *Defense) Sync(ctx context.Context) {
 	if d.cfg.Mode == Disabled {
 		return
 	}
+	v := d.view.Load()
+	epoch := int64(-1)
+	if v.shared && !v.localGen {
+		epoch = v.snap.Epoch
+	}
 	add := d.pending.Swap(0)
-	snap, shared, at := d.call(ctx, callSync, add)
+	snap, shared, at := d.call(ctx, callSync, add, epoch)
 	d.apply(snap, shared, at, true)
 	d.advance(ctx)
 }
@@ -67,7 +72,7 @@ func (d *Defense) Force(ctx context.Context, open bool) {
 	if open {
 		arg = 1
 	}
-	snap, shared, at := d.call(ctx, callForce, arg)
+	snap, shared, at := d.call(ctx, callForce, arg, -1)
 	d.apply(snap, shared, at, true)
 }
 
@@ -84,18 +89,18 @@ func (d *Defense) advance(ctx context.Context) {
 	if d.probes.Load() > 0 && now.Sub(v.halfOpenAt) < d.cfg.ProbeWindow {
 		return
 	}
-	snap, shared, at := d.call(ctx, callSettle, v.snap.Epoch)
+	snap, shared, at := d.call(ctx, callSettle, v.snap.Epoch, -1)
 	d.apply(snap, shared, at, true)
 }
 
 // call runs one backend operation: in Redis when it is configured and
 // healthy (or due for a retry), and in the local breaker otherwise. It
 // returns the snapshot, whether it came from Redis, and the local time the
-// answer arrived.
-func (d *Defense) call(ctx context.Context, kind callKind, arg int64) (snapshot, bool, time.Time) {
+// answer arrived. epoch is passed to the shared backend (see run).
+func (d *Defense) call(ctx context.Context, kind callKind, arg, epoch int64) (snapshot, bool, time.Time) {
 	if d.remote != nil && d.remoteDue() {
 		cctx, cancel := context.WithTimeout(ctx, d.cfg.RedisTimeout)
-		snap, err := d.remote.run(cctx, kind, arg)
+		snap, err := d.remote.run(cctx, kind, arg, epoch)
 		cancel()
 		at := d.now()
 		if err == nil {

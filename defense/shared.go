@@ -90,8 +90,11 @@ func (b *sharedBackend) connection() (rueidis.Client, error) {
 	return c, nil
 }
 
-// run executes one operation as a script.
-func (b *sharedBackend) run(ctx context.Context, kind callKind, arg int64) (snapshot, error) {
+// run executes one operation as a script. For a sync, epoch is the epoch of
+// the state this server saw while it counted the arrivals in arg; the script
+// drops them when the shared state has moved to another epoch since, so
+// arrivals from before a close never count after it. -1 skips that check.
+func (b *sharedBackend) run(ctx context.Context, kind callKind, arg, epoch int64) (snapshot, error) {
 	c, err := b.connection()
 	if err != nil {
 		return snapshot{}, err
@@ -112,6 +115,7 @@ func (b *sharedBackend) run(ctx context.Context, kind callKind, arg int64) (snap
 		strconv.FormatInt(forcedTTL.Milliseconds(), 10),
 		b.channel,
 		strconv.FormatInt(arg, 10),
+		strconv.FormatInt(epoch, 10),
 	}
 	res, err := script.Exec(ctx, c, []string{b.key}, args).ToArray()
 	if err != nil {
@@ -251,7 +255,7 @@ func ForceShared(ctx context.Context, client rueidis.Client, cfg Config, open bo
 	if open {
 		arg = 1
 	}
-	if _, err := d.remote.run(ctx, callForce, arg); err != nil {
+	if _, err := d.remote.run(ctx, callForce, arg, -1); err != nil {
 		return Status{}, err
 	}
 	return ReadShared(ctx, client, d.cfg.KeyStart)

@@ -119,7 +119,7 @@ func TestSharedMatchesLocal(t *testing.T) {
 			case callForce:
 				want = local.force(now, arg == 1, p)
 			}
-			got, err := b.run(context.Background(), kind, arg)
+			got, err := b.run(context.Background(), kind, arg, -1)
 			if err != nil {
 				t.Fatalf("trace %d step %d: run(%d, %d) error = %v", trace, step, kind, arg, err)
 			}
@@ -162,7 +162,7 @@ func TestSharedTripsExactlyOnce(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			snap, err := d.remote.run(context.Background(), callSync, 30)
+			snap, err := d.remote.run(context.Background(), callSync, 30, -1)
 			if err != nil {
 				t.Errorf("run: %v", err)
 			}
@@ -246,6 +246,48 @@ func TestSharedOperatorHSET(t *testing.T) {
 	}
 }
 
+func TestSharedSyncDropsStaleEpoch(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	d, err := New(sharedConfig(t, srv.Addr, 1))
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(func() { _ = d.Close() })
+	ctx := context.Background()
+
+	first, err := d.remote.run(ctx, callSync, 10, -1)
+	if err != nil {
+		t.Fatalf("run(sync 10): %v", err)
+	}
+	if first.Count != 10 {
+		t.Fatalf("count after sync 10 = %d, want 10", first.Count)
+	}
+	if _, err := d.remote.run(ctx, callForce, 1, -1); err != nil {
+		t.Fatalf("run(force open): %v", err)
+	}
+	if _, err := d.remote.run(ctx, callForce, 0, -1); err != nil {
+		t.Fatalf("run(force close): %v", err)
+	}
+
+	// Arrivals counted while this server still saw the first epoch end with
+	// that epoch: the close cleared the window, so they must not count.
+	stale, err := d.remote.run(ctx, callSync, 50, first.Epoch)
+	if err != nil {
+		t.Fatalf("run(sync 50 at stale epoch): %v", err)
+	}
+	if stale.Count != 0 {
+		t.Errorf("count after a sync at a stale epoch = %d, want 0", stale.Count)
+	}
+	current, err := d.remote.run(ctx, callSync, 5, stale.Epoch)
+	if err != nil {
+		t.Fatalf("run(sync 5 at current epoch): %v", err)
+	}
+	if current.Count != 5 {
+		t.Errorf("count after a sync at the current epoch = %d, want 5", current.Count)
+	}
+}
+
 func TestSharedForceAndRestart(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t)
@@ -288,7 +330,7 @@ func TestSharedSurvivesScriptFlush(t *testing.T) {
 	if err := c.Do(context.Background(), c.B().ScriptFlush().Build()).Error(); err != nil {
 		t.Fatalf("SCRIPT FLUSH: %v", err)
 	}
-	if _, err := d.remote.run(context.Background(), callSync, 1); err != nil {
+	if _, err := d.remote.run(context.Background(), callSync, 1, -1); err != nil {
 		t.Errorf("run after SCRIPT FLUSH: %v", err)
 	}
 }

@@ -10,6 +10,7 @@
 -- ARGV[6]  TTL in ms of the hash while forced open
 -- ARGV[7]  channel that receives an event on every change of is_open
 -- ARGV[8]  script argument (sync: arrivals to add; settle: epoch; force: 1 or 0)
+-- ARGV[9]  sync only: epoch the caller saw while counting the arrivals, or -1
 --
 -- Returns {is_open, forced, epoch, gen, trip_time, count, trip_count, now,
 -- changed, cause}: integers, except cause, a string.
