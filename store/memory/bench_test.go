@@ -20,7 +20,8 @@ var (
 	reportMemory = flag.Bool("memory.report", false,
 		"print the heap bytes per key of 1,000,000 keys for every algorithm")
 	memoryQuota  = flag.Int64("memory.quota", 100, "quota of the rule -memory.report applies")
-	memoryWindow = flag.Duration("memory.window", time.Minute, "window of the rule -memory.report applies")
+	memoryWindow = flag.Duration("memory.window", time.Minute,
+		"window of the rule -memory.report applies")
 )
 
 var benchKinds = []algorithm.Kind{
@@ -141,8 +142,8 @@ func BenchmarkApply100kParallel(b *testing.B) {
 // TestMemoryPerKey prints, with -memory.report, one line per algorithm with
 // the Go heap that 1,000,000 distinct keys take in a store with MaxKeys
 // 1,000,000, measured after GC from before New to after the last Apply.
-// The rule is 100/minute unless -memory.quota and -memory.window say
-// otherwise.
+// The rule is 100/minute unless -memory.quota and -memory.window set
+// another.
 func TestMemoryPerKey(t *testing.T) {
 	if !*reportMemory {
 		t.Skip("run with -memory.report (make bench-memory)")
@@ -199,7 +200,8 @@ func BenchmarkSweep(b *testing.B) {
 	for b.Loop() {
 		s.sweep()
 	}
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(len(s.shards)), "ns/shard")
+	perShard := float64(b.Elapsed().Nanoseconds()) / float64(b.N) / float64(len(s.shards))
+	b.ReportMetric(perShard, "ns/shard")
 }
 
 // BenchmarkRebase times moving the base of every shard of a store holding
@@ -223,5 +225,6 @@ func BenchmarkRebase(b *testing.B) {
 			b.Fatalf("sweep() dropped %d keys, want 0", n)
 		}
 	}
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(len(s.shards)), "ns/shard")
+	perShard := float64(b.Elapsed().Nanoseconds()) / float64(b.N) / float64(len(s.shards))
+	b.ReportMetric(perShard, "ns/shard")
 }

@@ -66,9 +66,10 @@ func newLayout(k algorithm.Kind, l algorithm.Limit) layout {
 		}
 	case algorithm.GCRA, algorithm.LeakyQueue, algorithm.TokenBucket, algorithm.LeakyBucket:
 		// A TAT that still matters lies between now and now plus the
-		// refill time plus the longest wait; the time of a bucket's last
-		// charge lies between now minus the refill time and now. Both stay
-		// within rebaseSpan plus that of the base, with a window to spare.
+		// refill time plus the longest wait. The time of a bucket's last
+		// charge lies between now minus the refill time and now. So both
+		// lie within rebaseSpan plus that much of the base, and the field
+		// keeps a window to spare.
 		reach := satAdd(satAdd(rebaseSpan, c*w/q+w), l.MaxWait)
 		lay.aBits = 1 + uint(bits.Len64(uint64(reach)))
 		if k == algorithm.GCRA || k == algorithm.LeakyQueue {

@@ -11,6 +11,21 @@ import (
 	"github.com/calm-limiter/calm/store"
 )
 
+// Short names for test tables.
+const (
+	sw   = algorithm.SlidingWindow
+	fw   = algorithm.FixedWindow
+	tb   = algorithm.TokenBucket
+	lb   = algorithm.LeakyBucket
+	lq   = algorithm.LeakyQueue
+	gcra = algorithm.GCRA
+)
+
+type (
+	lim   = algorithm.Limit
+	state = algorithm.State
+)
+
 // testBase is a shard base on a minute boundary, like the test clock.
 var testBase = time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC).UnixMicro()
 
@@ -23,22 +38,22 @@ func TestNewLayoutForm(t *testing.T) {
 		limit algorithm.Limit
 		want  form
 	}{
-		{"sliding 100/minute", algorithm.SlidingWindow, algorithm.Limit{Quota: 100, Window: minute}, formWord},
-		{"fixed 100/minute", algorithm.FixedWindow, algorithm.Limit{Quota: 100, Window: minute}, formWord},
-		{"gcra 100/minute", algorithm.GCRA, algorithm.Limit{Quota: 100, Window: minute}, formWord},
-		{"gcra 1000/hour", algorithm.GCRA, algorithm.Limit{Quota: 1000, Window: hour}, formWord},
-		{"gcra 7/3s", algorithm.GCRA, algorithm.Limit{Quota: 7, Window: 3_000_000}, formWord},
-		{"gcra 1/day", algorithm.GCRA, algorithm.Limit{Quota: 1, Window: 24 * hour}, formWord},
-		{"queue with max wait", algorithm.LeakyQueue, algorithm.Limit{Quota: 10, Window: minute, MaxWait: minute}, formWord},
-		{"token bucket 100/minute", algorithm.TokenBucket, algorithm.Limit{Quota: 100, Window: minute}, formExt},
-		{"token bucket 1000/hour", algorithm.TokenBucket, algorithm.Limit{Quota: 1000, Window: hour}, formExt},
-		{"leaky bucket 7/3s", algorithm.LeakyBucket, algorithm.Limit{Quota: 7, Window: 3_000_000}, formExt},
-		{"sliding 2^20/minute", algorithm.SlidingWindow, algorithm.Limit{Quota: 1 << 20, Window: minute}, formExt},
-		{"fixed 2^40/ms", algorithm.FixedWindow, algorithm.Limit{Quota: 1 << 40, Window: 1000}, formExt},
-		{"sliding 2^40/ms", algorithm.SlidingWindow, algorithm.Limit{Quota: 1 << 40, Window: 1000}, formWide},
-		{"token bucket 999983/s", algorithm.TokenBucket, algorithm.Limit{Quota: 999_983, Window: 1_000_000}, formExt},
-		{"bucket 2^40/ms", algorithm.TokenBucket, algorithm.Limit{Quota: 1 << 40, Window: 1000}, formWide},
-		{"unknown kind", algorithm.Kind(200), algorithm.Limit{Quota: 1, Window: minute}, formWide},
+		{"sliding 100/minute", sw, lim{Quota: 100, Window: minute}, formWord},
+		{"fixed 100/minute", fw, lim{Quota: 100, Window: minute}, formWord},
+		{"gcra 100/minute", gcra, lim{Quota: 100, Window: minute}, formWord},
+		{"gcra 1000/hour", gcra, lim{Quota: 1000, Window: hour}, formWord},
+		{"gcra 7/3s", gcra, lim{Quota: 7, Window: 3_000_000}, formWord},
+		{"gcra 1/day", gcra, lim{Quota: 1, Window: 24 * hour}, formWord},
+		{"queue with max wait", lq, lim{Quota: 10, Window: minute, MaxWait: minute}, formWord},
+		{"token bucket 100/minute", tb, lim{Quota: 100, Window: minute}, formExt},
+		{"token bucket 1000/hour", tb, lim{Quota: 1000, Window: hour}, formExt},
+		{"leaky bucket 7/3s", lb, lim{Quota: 7, Window: 3_000_000}, formExt},
+		{"sliding 2^20/minute", sw, lim{Quota: 1 << 20, Window: minute}, formExt},
+		{"fixed 2^40/ms", fw, lim{Quota: 1 << 40, Window: 1000}, formExt},
+		{"sliding 2^40/ms", sw, lim{Quota: 1 << 40, Window: 1000}, formWide},
+		{"token bucket 999983/s", tb, lim{Quota: 999_983, Window: 1_000_000}, formExt},
+		{"bucket 2^40/ms", tb, lim{Quota: 1 << 40, Window: 1000}, formWide},
+		{"unknown kind", algorithm.Kind(200), lim{Quota: 1, Window: minute}, formWide},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -63,19 +78,19 @@ func TestLayoutRoundTripExact(t *testing.T) {
 		limit algorithm.Limit
 		state algorithm.State
 	}{
-		{"fixed current window", algorithm.FixedWindow, l, algorithm.State{A: testBase, B: 100}},
-		{"fixed window before base", algorithm.FixedWindow, l, algorithm.State{A: testBase - minute, B: 1}},
-		{"fixed window after span", algorithm.FixedWindow, l, algorithm.State{A: testBase + 3*minute, B: 7}},
-		{"sliding full", algorithm.SlidingWindow, l, algorithm.State{A: testBase + minute, B: 100, C: 100}},
-		{"sliding empty current", algorithm.SlidingWindow, l, algorithm.State{A: testBase, B: 0, C: 55}},
-		{"gcra at base", algorithm.GCRA, l, algorithm.State{A: testBase}},
-		{"gcra far ahead", algorithm.GCRA, l, algorithm.State{A: testBase + rebaseSpan + minute}},
-		{"gcra before base", algorithm.GCRA, l, algorithm.State{A: testBase - 12345}},
-		{"gcra fraction", algorithm.GCRA, odd, algorithm.State{A: testBase + 999, B: 6}},
-		{"queue fraction", algorithm.LeakyQueue, odd, algorithm.State{A: testBase + 8_000_000, B: 3}},
-		{"token bucket full level", algorithm.TokenBucket, l, algorithm.State{A: testBase, B: 100 * minute}},
-		{"token bucket charged before base", algorithm.TokenBucket, l, algorithm.State{A: testBase - minute + 1, B: 100 * minute}},
-		{"leaky bucket odd unit", algorithm.LeakyBucket, odd, algorithm.State{A: testBase + 17, B: 3_000_000*7 - 5}},
+		{"fixed current window", fw, l, state{A: testBase, B: 100}},
+		{"fixed window before base", fw, l, state{A: testBase - minute, B: 1}},
+		{"fixed window after span", fw, l, state{A: testBase + 3*minute, B: 7}},
+		{"sliding full", sw, l, state{A: testBase + minute, B: 100, C: 100}},
+		{"sliding empty current", sw, l, state{A: testBase, B: 0, C: 55}},
+		{"gcra at base", gcra, l, state{A: testBase}},
+		{"gcra far ahead", gcra, l, state{A: testBase + rebaseSpan + minute}},
+		{"gcra before base", gcra, l, state{A: testBase - 12345}},
+		{"gcra fraction", gcra, odd, state{A: testBase + 999, B: 6}},
+		{"queue fraction", lq, odd, state{A: testBase + 8_000_000, B: 3}},
+		{"token bucket full level", tb, l, state{A: testBase, B: 100 * minute}},
+		{"token bucket charged before base", tb, l, state{A: testBase - minute + 1, B: 100 * minute}},
+		{"leaky bucket odd unit", lb, odd, state{A: testBase + 17, B: 3_000_000*7 - 5}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -151,18 +166,18 @@ func TestLayoutRejectsUnfitState(t *testing.T) {
 		kind  algorithm.Kind
 		state algorithm.State
 	}{
-		{"window start not aligned", algorithm.FixedWindow, algorithm.State{A: testBase + 1, B: 1}},
-		{"count above quota bits", algorithm.FixedWindow, algorithm.State{A: testBase, B: 128}},
-		{"negative count", algorithm.FixedWindow, algorithm.State{A: testBase, B: -1}},
-		{"fixed window with C", algorithm.FixedWindow, algorithm.State{A: testBase, B: 1, C: 1}},
-		{"window a day back", algorithm.SlidingWindow, algorithm.State{A: testBase - 24*60*minute, B: 1}},
-		{"gcra a year ahead", algorithm.GCRA, algorithm.State{A: testBase + 365*24*60*minute}},
-		{"gcra fraction off unit", algorithm.GCRA, algorithm.State{A: testBase, B: 1}},
-		{"gcra with C", algorithm.GCRA, algorithm.State{A: testBase, C: 1}},
-		{"bucket level off unit", algorithm.TokenBucket, algorithm.State{A: testBase, B: 150}},
-		{"bucket charged a day back", algorithm.TokenBucket, algorithm.State{A: testBase - 24*60*minute, B: 100}},
-		{"bucket far ahead", algorithm.TokenBucket, algorithm.State{A: testBase + 100*rebaseSpan, B: minute}},
-		{"time overflow", algorithm.GCRA, algorithm.State{A: -1 << 63}},
+		{"window start not aligned", fw, state{A: testBase + 1, B: 1}},
+		{"count above quota bits", fw, state{A: testBase, B: 128}},
+		{"negative count", fw, state{A: testBase, B: -1}},
+		{"fixed window with C", fw, state{A: testBase, B: 1, C: 1}},
+		{"window a day back", sw, state{A: testBase - 24*60*minute, B: 1}},
+		{"gcra a year ahead", gcra, state{A: testBase + 365*24*60*minute}},
+		{"gcra fraction off unit", gcra, state{A: testBase, B: 1}},
+		{"gcra with C", gcra, state{A: testBase, C: 1}},
+		{"bucket level off unit", tb, state{A: testBase, B: 150}},
+		{"bucket charged a day back", tb, state{A: testBase - 24*60*minute, B: 100}},
+		{"bucket far ahead", tb, state{A: testBase + 100*rebaseSpan, B: minute}},
+		{"time overflow", gcra, state{A: -1 << 63}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -330,7 +345,8 @@ func TestExpiryDecidesAsZeroState(t *testing.T) {
 				gotState, got := algorithm.Decide(kind, s, now, l, cost)
 				wantState, want := algorithm.Decide(kind, algorithm.State{}, now, l, cost)
 				if got != want || (got.Allowed && cost > 0 && gotState != wantState) {
-					t.Fatalf("%s %+v: Decide(%+v at its expiry %d + %d, cost %d) = %+v, %+v; zero State gives %+v, %+v",
+					t.Fatalf("%s %+v: Decide(%+v at its expiry %d + %d, cost %d) = %+v, %+v; "+
+						"zero State gives %+v, %+v",
 						kind, l, s, e, now-e, cost, gotState, got, wantState, want)
 				}
 			}

@@ -29,7 +29,8 @@ type refEntry struct {
 	shard int
 }
 
-func (r *referenceStore) apply(checks []store.Check, shards []int, now, cost int64, out []algorithm.Decision) bool {
+func (r *referenceStore) apply(checks []store.Check, shards []int, now, cost int64,
+	out []algorithm.Decision) bool {
 	for _, i := range shards {
 		if now-r.base[i] >= rebaseSpan {
 			r.sweep(i, now)

@@ -49,8 +49,9 @@
 // Expired keys read as fresh, and one sweeper goroutine per store drops
 // them every CleanupInterval. Each shard holds at most MaxKeys/shards keys;
 // a new key in a full shard, or in two full buckets, evicts the key of its
-// two buckets whose state expires first, a sampled approximation of
-// evicting the least recently used key.
+// two buckets whose state expires first (or, when both are empty, a key of
+// the next occupied bucket): a sampled approximation of evicting the least
+// recently used key.
 package memory
 
 import (
@@ -114,11 +115,12 @@ type Config struct {
 // setting, the value and the fix.
 func (c Config) Validate() error {
 	if c.MaxKeys < 0 {
-		return fmt.Errorf("memory: RATELIMIT_MEMORY_MAX_KEYS is %d: use a positive number of keys, or 0 for the default %d",
-			c.MaxKeys, DefaultMaxKeys)
+		return fmt.Errorf("memory: RATELIMIT_MEMORY_MAX_KEYS is %d: "+
+			"use a positive number of keys, or 0 for the default %d", c.MaxKeys, DefaultMaxKeys)
 	}
 	if c.CleanupInterval < 0 {
-		return fmt.Errorf("memory: RATELIMIT_MEMORY_CLEANUP_INTERVAL is %s: use a positive duration such as 1m, or 0 for the default %s",
+		return fmt.Errorf("memory: RATELIMIT_MEMORY_CLEANUP_INTERVAL is %s: "+
+			"use a positive duration such as 1m, or 0 for the default %s",
 			c.CleanupInterval, DefaultCleanupInterval)
 	}
 	return nil
@@ -145,9 +147,9 @@ var _ store.Store = (*Store)(nil)
 // Zero or negative fields of cfg take their defaults; call Config.Validate
 // first to reject negative values.
 //
-// Each shard allocates its table, about 9.1 bytes per key of its share of
-// MaxKeys (9.1 MB for the default), when its first key arrives, and a side
-// array of 4.6 bytes per key more when its first key needs one.
+// Each shard allocates its table when its first key arrives: about 9.1
+// bytes per key of its share of MaxKeys, 9.1 MB in all for the default.
+// A side array of 4.6 bytes per key more follows when a key needs it.
 func New(cfg Config) *Store {
 	return newStore(cfg, maxShards)
 }
@@ -232,7 +234,12 @@ type ref struct {
 // store.Store. It returns an error, and charges nothing, when ctx is done,
 // when out is shorter than checks (ErrShortOutput), when a check's Limit is
 // invalid (algorithm.ErrInvalidLimit) and after Close (store.ErrClosed).
-func (s *Store) Apply(ctx context.Context, checks []store.Check, cost int64, out []algorithm.Decision) (bool, error) {
+func (s *Store) Apply(
+	ctx context.Context,
+	checks []store.Check,
+	cost int64,
+	out []algorithm.Decision,
+) (bool, error) {
 	if s.closed.Load() {
 		return false, store.ErrClosed
 	}
@@ -240,7 +247,8 @@ func (s *Store) Apply(ctx context.Context, checks []store.Check, cost int64, out
 		return false, err
 	}
 	if len(out) < len(checks) {
-		return false, fmt.Errorf("%w: %d decisions for %d checks", ErrShortOutput, len(out), len(checks))
+		return false, fmt.Errorf("%w: %d decisions for %d checks",
+			ErrShortOutput, len(out), len(checks))
 	}
 	if len(checks) == 0 {
 		return true, nil

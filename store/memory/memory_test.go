@@ -317,6 +317,11 @@ func TestApplyRejectsBadInput(t *testing.T) {
 	canceled, cancel := context.WithCancel(context.Background())
 	cancel()
 	good := check("k", perMinute(1))
+	bg := context.Background()
+	// withSecond returns good followed by a check on another key under l.
+	withSecond := func(l algorithm.Limit) []store.Check {
+		return []store.Check{good, check("k2", l)}
+	}
 	tests := []struct {
 		name    string
 		ctx     context.Context
@@ -324,10 +329,11 @@ func TestApplyRejectsBadInput(t *testing.T) {
 		out     int
 		wantErr error
 	}{
-		{"zero quota", context.Background(), []store.Check{good, check("k2", algorithm.Limit{Window: 1})}, 2, algorithm.ErrInvalidLimit},
-		{"negative window", context.Background(), []store.Check{good, check("k2", algorithm.Limit{Quota: 1, Window: -1})}, 2, algorithm.ErrInvalidLimit},
-		{"overflowing limit", context.Background(), []store.Check{good, check("k2", algorithm.Limit{Quota: 1 << 40, Window: 1 << 20})}, 2, algorithm.ErrInvalidLimit},
-		{"short output", context.Background(), []store.Check{good, good}, 1, ErrShortOutput},
+		{"zero quota", bg, withSecond(algorithm.Limit{Window: 1}), 2, algorithm.ErrInvalidLimit},
+		{"negative window", bg, withSecond(algorithm.Limit{Quota: 1, Window: -1}), 2, algorithm.ErrInvalidLimit},
+		{"overflowing limit", bg, withSecond(algorithm.Limit{Quota: 1 << 40, Window: 1 << 20}), 2,
+			algorithm.ErrInvalidLimit},
+		{"short output", bg, []store.Check{good, good}, 1, ErrShortOutput},
 		{"canceled context", canceled, []store.Check{good}, 1, context.Canceled},
 	}
 	for _, tc := range tests {
@@ -364,7 +370,8 @@ func TestCloseStopsSweeper(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatalf("second Close() = %v, want nil", err)
 	}
-	_, err := s.Apply(context.Background(), []store.Check{check("k", perMinute(1))}, 1, make([]algorithm.Decision, 1))
+	checks := []store.Check{check("k", perMinute(1))}
+	_, err := s.Apply(context.Background(), checks, 1, make([]algorithm.Decision, 1))
 	if !errors.Is(err, store.ErrClosed) {
 		t.Fatalf("Apply after Close error = %v, want %v", err, store.ErrClosed)
 	}
@@ -378,8 +385,16 @@ func TestConfigValidate(t *testing.T) {
 		wantErr string
 	}{
 		{name: "zero", cfg: Config{}},
-		{name: "negative max keys", cfg: Config{MaxKeys: -1}, wantErr: "RATELIMIT_MEMORY_MAX_KEYS is -1"},
-		{name: "negative interval", cfg: Config{CleanupInterval: -time.Second}, wantErr: "RATELIMIT_MEMORY_CLEANUP_INTERVAL is -1s"},
+		{
+			name:    "negative max keys",
+			cfg:     Config{MaxKeys: -1},
+			wantErr: "RATELIMIT_MEMORY_MAX_KEYS is -1",
+		},
+		{
+			name:    "negative interval",
+			cfg:     Config{CleanupInterval: -time.Second},
+			wantErr: "RATELIMIT_MEMORY_CLEANUP_INTERVAL is -1s",
+		},
 	}
 	for _, tc := range tests {
 		err := tc.cfg.Validate()

@@ -141,8 +141,8 @@ func (sh *shard) buckets(h uint64) (uint64, uint64) {
 }
 
 // find returns the slot with fingerprint fp in buckets b1 and b2, or -1.
-// The slot's layout index says how its payload is encoded: a key's state
-// is one, whichever rule wrote it last.
+// A key has one slot whichever rule wrote it last, and the slot's layout
+// index names the encoding of its payload.
 func (sh *shard) find(b1, b2, fp uint64) int {
 	if sh.words == nil {
 		return -1
@@ -184,10 +184,10 @@ func (sh *shard) slotState(pos int, layouts []layout) (algorithm.State, algorith
 }
 
 // load returns the state of the key with hash h for algorithm k at time
-// now. It returns the zero State when the shard does not hold the key, when
-// the state has expired, and when another algorithm wrote it: a key whose
-// algorithm changes starts afresh, as in the Redis store, rather than have
-// one layout read as another. A state written under another limit of the
+// now. It returns the zero State when the shard does not hold the key,
+// when the state has expired, and when another algorithm wrote it. So a
+// key whose algorithm changes starts afresh, as in the Redis store, and no
+// layout is read as another. A state written under another limit of the
 // same algorithm is kept. The caller holds sh.mu.
 func (sh *shard) load(h uint64, k algorithm.Kind, now int64, layouts []layout) algorithm.State {
 	b1, b2 := sh.buckets(h)
@@ -205,10 +205,11 @@ func (sh *shard) load(h uint64, k algorithm.Kind, now int64, layouts []layout) a
 	return algorithm.State{}
 }
 
-// save stores s as the state of the key with hash h, written under the
-// check's kind k and limit l with layout lay (index idx; nil and 0 when the
-// registry is full). It keeps s compact when it fits and in the wide map
-// otherwise, evicting a key when the shard is full. The caller holds sh.mu.
+// save stores s as the state of the key with hash h under the check's kind
+// k and limit l, whose layout is lay with index idx. Both are nil and 0
+// when the registry is full. It keeps s compact when it fits and in the
+// wide map otherwise, and evicts a key when the shard is full. The caller
+// holds sh.mu.
 func (sh *shard) save(h uint64, idx uint8, lay *layout, k algorithm.Kind, l algorithm.Limit,
 	s algorithm.State, layouts []layout) {
 	b1, b2 := sh.buckets(h)
