@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -111,7 +112,7 @@ func (s *Settings) authVars() []config.Var {
 			Parse: list(&s.JWTPublicKeyFiles),
 			Usage: "PEM files with RSA, ECDSA or Ed25519 public keys, comma separated."},
 		{Env: "RATELIMIT_AUTH_JWKS_URL", Key: "auth_jwks_url", Default: "",
-			Parse: config.Text(&s.JWKSURL, 2048),
+			Parse: httpURL(&s.JWKSURL),
 			Usage: "URL of a JSON Web Key Set, fetched at start and refreshed."},
 		{Env: "RATELIMIT_AUTH_JWKS_FILE", Key: "auth_jwks_file", Default: "",
 			Parse: config.Text(&s.JWKSFile, 1024), Usage: "File with a JSON Web Key Set."},
@@ -167,6 +168,23 @@ func proxies(dst *[]netip.Prefix) func(string) error {
 			return fmt.Errorf("want IP addresses or CIDR networks such as 10.0.0.0/8: %w", err)
 		}
 		*dst = p
+		return nil
+	}
+}
+
+func httpURL(dst *string) func(string) error {
+	return func(v string) error {
+		v = strings.TrimSpace(v)
+		if v == "" {
+			*dst = ""
+			return nil
+		}
+		u, err := url.Parse(v)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
+			len(v) > 2048 {
+			return errors.New("want an http or https URL such as https://idp.example/.well-known/jwks.json")
+		}
+		*dst = v
 		return nil
 	}
 }

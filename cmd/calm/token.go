@@ -34,7 +34,8 @@ func runToken(ctx context.Context, c *cli) error {
 		"RATELIMIT_AUTH_JWT_SECRET")
 	subject := fs.String("sub", "demo-user", "`subject` claim: the account the token names")
 	ttl := fs.Duration("ttl", time.Hour, "how long the token stays valid (at most 720h)")
-	perms := fs.String("permissions", "", "comma-separated `permissions`, such as circuit.bypass")
+	perms := fs.String("permissions", "", "comma-separated `permissions`, such as circuit.bypass, "+
+		"in the claim RATELIMIT_AUTH_PERMISSIONS_CLAIM names (default permissions)")
 	tierClaim := fs.String("tier-claim", "", "name of the tier claim; default: "+
 		"RATELIMIT_AUTH_TIER_CLAIM or tier")
 	if err := parseFlags(fs, c); err != nil {
@@ -70,7 +71,11 @@ func runToken(ctx context.Context, c *cli) error {
 		"exp":     now.Add(*ttl).Unix(),
 	}
 	if list := splitList(*perms); len(list) > 0 {
-		claims["permissions"] = list
+		permsClaim, _ := c.lookupEnv("RATELIMIT_AUTH_PERMISSIONS_CLAIM")
+		if permsClaim == "" {
+			permsClaim = "permissions"
+		}
+		claims[permsClaim] = list
 	}
 	token, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString([]byte(secret))
 	if err != nil {
