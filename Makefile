@@ -56,3 +56,16 @@ bench-circuit: deps
 	@out=$$(CALM_REQUIRE_REDIS=1 $(GO) test -count=1 -run '^TestCircuitAcrossProcesses$$' -v \
 		./cmd/calm -args -circuit-rounds=$(ROUNDS)) || { echo "$$out"; exit 1; }; \
 		echo "$$out" | grep -E 'propagation:|^circuit '
+
+.PHONY: bench-redis
+
+# bench-redis starts its own redis-server and measures calm's Redis store,
+# go-redis/redis_rate and ulule/limiter's Redis store with the same 64
+# goroutines and 10,000 keys for 4 s each, then redis-benchmark's EVALSHA
+# throughput of calm's script (about 30 s on 2 cores). DURATION and
+# CONCURRENCY tune it. The last lines are, per implementation:
+#   redis <impl> checks_per_sec=<n> p50_us=<n> p99_us=<n>
+DURATION ?= 4s
+CONCURRENCY ?= 64
+bench-redis: deps
+	cd bench && $(GO) run ./redis -duration $(DURATION) -concurrency $(CONCURRENCY)

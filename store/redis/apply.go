@@ -40,21 +40,21 @@ func (s *Store) Apply(ctx context.Context, checks []store.Check, cost int64, out
 
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	if conn.cluster && !sameSlot(checks) {
+	if !conn.cluster {
+		return s.applyBatched(ctx, conn.client, checks, cost, out)
+	}
+	if !sameSlot(checks) {
 		return s.applyAcrossSlots(ctx, conn.client, checks, cost, out)
 	}
-
 	sc := s.scratch.Get().(*scratch)
 	defer s.scratch.Put(sc)
-	sc.reset(s.nowArg(), cost, modeCharge)
-	for i := range checks {
-		sc.add(checks[i])
-	}
-	vals, err := applyScript.exec(ctx, conn.client, sc.keys, sc.args).ToArray()
+	sc.reset(s.nowArg(), modeCharge)
+	sc.addRequest(checks, cost)
+	vals, err := sc.script().exec(ctx, conn.client, sc.keys, sc.finish()).ToArray()
 	if err != nil {
 		return false, unavailable(err)
 	}
-	return parseApply(vals, out[:len(checks)], nil)
+	return parseOne(vals, checks, out[:len(checks)], nil)
 }
 
 // nowArg returns the time argument of the script: "" for Redis TIME.
@@ -88,80 +88,155 @@ func sameSlot(checks []store.Check) bool {
 // and stateFields the number that follow them when the script returns the
 // state before and after the check.
 const (
-	decisionFields = 7
+	decisionFields = 5
 	stateFields    = 6
 )
 
-// parseApply copies the decisions of an apply reply into out and returns
-// whether every check allowed. When states is not nil the reply carries the
-// state before and after each check, which go to states (6 per check).
-func parseApply(vals []rueidis.RedisMessage, out []algorithm.Decision, states []int64) (bool, error) {
+// parseOne parses the reply of a script call that carried one request.
+func parseOne(vals []rueidis.RedisMessage, checks []store.Check, out []algorithm.Decision, states []int64) (bool, error) {
+	allowed, next, err := parseRequest(vals, 1, checks, out, states)
+	if err == nil && next != len(vals) {
+		err = unavailable(fmt.Errorf("script reply has %d values, want %d", len(vals), next))
+	}
+	return allowed, err
+}
+
+// parseRequest copies the decisions of the request whose reply starts at
+// vals[i] into out, one per check, and returns whether every check allowed
+// and the index after the request. When states is not nil the reply
+// carries the state before and after each check, which go to states (6 per
+// check).
+func parseRequest(vals []rueidis.RedisMessage, i int, checks []store.Check, out []algorithm.Decision, states []int64) (bool, int, error) {
 	per := decisionFields
 	if states != nil {
 		per += stateFields
 	}
-	if len(vals) != 2+per*len(out) {
-		return false, unavailable(fmt.Errorf("script reply has %d values, want %d", len(vals), 2+per*len(out)))
+	end := i + 1 + per*len(checks)
+	if len(vals) < end {
+		return false, 0, unavailable(fmt.Errorf("script reply has %d values, want at least %d", len(vals), end))
 	}
-	allowed, err := vals[0].AsInt64()
+	allowed, err := vals[i].AsInt64()
 	if err != nil {
-		return false, unavailable(err)
+		return false, 0, unavailable(err)
 	}
 	var ints [decisionFields + stateFields]int64
-	for i := range out {
-		base := 2 + per*i
+	for c := range checks {
+		base := i + 1 + per*c
 		for j := 0; j < per; j++ {
 			if ints[j], err = vals[base+j].AsInt64(); err != nil {
-				return false, unavailable(err)
+				return false, 0, unavailable(err)
 			}
 		}
-		out[i] = algorithm.Decision{
-			Allowed:    ints[0] == 1,
-			Reason:     algorithm.Reason(ints[1]),
-			Limit:      ints[2],
-			Remaining:  ints[3],
-			ResetAfter: ints[4],
-			RetryAfter: ints[5],
-			Wait:       ints[6],
+		out[c] = algorithm.Decision{
+			Allowed:    ints[0] == int64(algorithm.ReasonAllowed),
+			Reason:     algorithm.Reason(ints[0]),
+			Limit:      reportedLimit(checks[c]),
+			Remaining:  ints[1],
+			ResetAfter: ints[2],
+			RetryAfter: ints[3],
+			Wait:       ints[4],
 		}
 		if states != nil {
-			copy(states[stateFields*i:], ints[decisionFields:])
+			copy(states[stateFields*c:], ints[decisionFields:])
 		}
 	}
-	return allowed == 1, nil
+	return allowed == 1, end, nil
 }
 
-// scratch holds the arguments of one script call between uses.
+// reportedLimit returns Decision.Limit for c: the quota of the window
+// algorithms and the capacity of the others, as package algorithm reports
+// it.
+func reportedLimit(c store.Check) int64 {
+	switch c.Algorithm {
+	case algorithm.SlidingWindow, algorithm.FixedWindow:
+		return c.Limit.Quota
+	}
+	return c.Limit.Capacity()
+}
+
+// scratch builds the keys and arguments of one script call.
 type scratch struct {
-	keys []string
-	args []string
+	keys     []string
+	limits   []limitKey // the distinct limits of the call, in order
+	requests []string   // cost, check count and limit numbers of each request
+	count    int        // requests added
+	now      string
+	mode     string
+	args     []string
 }
 
-// Modes of the apply script (its ARGV[3]).
+// limitKey is a limit as the script tells limits apart.
+type limitKey struct {
+	kind  algorithm.Kind
+	limit algorithm.Limit
+}
+
+// Modes of the apply script (its ARGV[2]).
 const (
 	modeCharge          = "0"
 	modeChargeWithState = "1"
 	modeDryRun          = "2"
 )
 
-func (sc *scratch) reset(now string, cost int64, mode string) {
-	sc.keys = sc.keys[:0]
-	sc.args = append(sc.args[:0], now, strconv.FormatInt(cost, 10), mode)
+// reset starts a call.
+func (sc *scratch) reset(now, mode string) {
+	sc.keys, sc.limits, sc.requests = sc.keys[:0], sc.limits[:0], sc.requests[:0]
+	sc.count, sc.now, sc.mode = 0, now, mode
 }
 
-// add appends the key and the limit arguments of c.
-func (sc *scratch) add(c store.Check) {
-	l := c.Limit
-	sc.keys = append(sc.keys, c.Key)
-	sc.args = append(sc.args,
-		strconv.Itoa(int(c.Algorithm)),
-		strconv.FormatInt(l.Quota, 10),
-		strconv.FormatInt(l.Window, 10),
-		strconv.FormatInt(l.Burst, 10),
-		strconv.FormatInt(l.Delay, 10),
-		strconv.FormatInt(l.MaxWait, 10),
-		strconv.FormatInt(horizonMillis(c.Algorithm, l), 10),
-	)
+// addRequest appends the keys and arguments of one request.
+func (sc *scratch) addRequest(checks []store.Check, cost int64) {
+	sc.count++
+	sc.requests = append(sc.requests, strconv.FormatInt(cost, 10), strconv.Itoa(len(checks)))
+	for i := range checks {
+		c := &checks[i]
+		sc.keys = append(sc.keys, c.Key)
+		sc.requests = append(sc.requests, strconv.Itoa(sc.limitNumber(c.Algorithm, c.Limit)))
+	}
+}
+
+// limitNumber returns the 1-based number of (kind, l) among the call's
+// limits, adding it when new. Calls carry few distinct limits, so a linear
+// search is enough.
+func (sc *scratch) limitNumber(kind algorithm.Kind, l algorithm.Limit) int {
+	key := limitKey{kind, l}
+	for i, k := range sc.limits {
+		if k == key {
+			return i + 1
+		}
+	}
+	sc.limits = append(sc.limits, key)
+	return len(sc.limits)
+}
+
+// script returns the apply script for the checks added since reset.
+func (sc *scratch) script() script {
+	for _, k := range sc.limits[1:] {
+		if k.kind != sc.limits[0].kind {
+			return applyScript
+		}
+	}
+	return scriptFor(sc.limits[0].kind, false)
+}
+
+// finish returns the script arguments of the call.
+func (sc *scratch) finish() []string {
+	sc.args = append(sc.args[:0], sc.now, sc.mode, strconv.Itoa(len(sc.limits)))
+	for _, k := range sc.limits {
+		l := k.limit
+		sc.args = append(sc.args,
+			strconv.Itoa(int(k.kind)),
+			strconv.FormatInt(l.Quota, 10),
+			strconv.FormatInt(l.Window, 10),
+			strconv.FormatInt(l.Burst, 10),
+			strconv.FormatInt(l.Delay, 10),
+			strconv.FormatInt(l.MaxWait, 10),
+			strconv.FormatInt(horizonMillis(k.kind, l), 10),
+		)
+	}
+	sc.args = append(sc.args, strconv.Itoa(sc.count))
+	sc.args = append(sc.args, sc.requests...)
+	return sc.args
 }
 
 // horizonMillis returns how long, in milliseconds after it was written, the

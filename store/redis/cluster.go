@@ -12,7 +12,9 @@ import (
 
 // slotCall is the script call for the checks of one hash slot.
 type slotCall struct {
-	idx    []int // indexes into the checks of the request
+	idx    []int         // indexes into the checks of the request
+	checks []store.Check // the checks at idx
+	script script        // the apply script of the last call
 	sc     scratch
 	states []int64 // state before and after each check, 6 per check
 }
@@ -72,11 +74,14 @@ func (s *Store) sendSlots(ctx context.Context, c rueidis.Client, checks []store.
 	cmds := make(rueidis.Commands, len(which))
 	for n, g := range which {
 		call := &calls[g]
-		call.sc.reset(now, cost, mode)
+		call.checks = call.checks[:0]
 		for _, i := range call.idx {
-			call.sc.add(checks[i])
+			call.checks = append(call.checks, checks[i])
 		}
-		cmds[n] = applyScript.evalSHA(c, call.sc.keys, call.sc.args)
+		call.sc.reset(now, mode)
+		call.sc.addRequest(call.checks, cost)
+		call.script = call.sc.script()
+		cmds[n] = call.script.evalSHA(c, call.sc.keys, call.sc.finish())
 	}
 	resps := c.DoMulti(ctx, cmds...)
 
@@ -88,14 +93,14 @@ func (s *Store) sendSlots(ctx context.Context, c rueidis.Client, checks []store.
 		call := &calls[g]
 		resp := resps[n]
 		if isNoScript(resp.Error()) {
-			resp = c.Do(ctx, applyScript.eval(c, call.sc.keys, call.sc.args))
+			resp = c.Do(ctx, call.script.eval(c, call.sc.keys, call.sc.args))
 		}
 		var states []int64
 		if mode == modeChargeWithState {
 			states = make([]int64, stateFields*len(call.idx))
 			call.states = states
 		}
-		ok, err := parseSlot(resp, decisions[:len(call.idx)], states)
+		ok, err := parseSlot(resp, call.checks, decisions[:len(call.idx)], states)
 		if err != nil {
 			allowed = false
 			if firstErr == nil {
@@ -115,12 +120,12 @@ func (s *Store) sendSlots(ctx context.Context, c rueidis.Client, checks []store.
 	return allowed, charged, firstErr
 }
 
-func parseSlot(resp rueidis.RedisResult, out []algorithm.Decision, states []int64) (bool, error) {
+func parseSlot(resp rueidis.RedisResult, checks []store.Check, out []algorithm.Decision, states []int64) (bool, error) {
 	vals, err := resp.ToArray()
 	if err != nil {
 		return false, unavailable(err)
 	}
-	return parseApply(vals, out, states)
+	return parseOne(vals, checks, out, states)
 }
 
 // refund takes back the charges of the given slot calls. It runs even when

@@ -14,11 +14,6 @@ import (
 	"github.com/calm-limiter/calm/store/memory"
 )
 
-var allKinds = []algorithm.Kind{
-	algorithm.SlidingWindow, algorithm.FixedWindow, algorithm.TokenBucket,
-	algorithm.LeakyBucket, algorithm.LeakyQueue, algorithm.GCRA,
-}
-
 // randomLimit returns a valid limit with small numbers, so that random
 // traces reach the edges of the budget often.
 func randomLimit(rng *rand.Rand) algorithm.Limit {

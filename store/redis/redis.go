@@ -49,6 +49,7 @@ type Store struct {
 
 	closed  atomic.Bool
 	scratch sync.Pool
+	batch   batcher
 }
 
 // connection is a connected client and the deployment it found.
@@ -81,7 +82,7 @@ func New(cfg Config) (*Store, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), DefaultSocketTimeout)
 		defer cancel()
 		// A failure here is repaired by the first NOSCRIPT reply.
-		_ = load(ctx, cfg.Client, applyScript, refundScript)
+		_ = load(ctx, cfg.Client, allScripts...)
 		return s, nil
 	}
 	opt, err := cfg.clientOption()
@@ -112,7 +113,7 @@ func (s *Store) dial(timeout time.Duration) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	if err := load(ctx, c, applyScript, refundScript); err != nil {
+	if err := load(ctx, c, allScripts...); err != nil {
 		c.Close()
 		return fmt.Errorf("loading scripts: %w", err)
 	}
@@ -204,7 +205,7 @@ func (s *Store) Ping(ctx context.Context) error {
 			return unavailable(err)
 		}
 	}
-	if err := load(ctx, c, applyScript, refundScript); err != nil {
+	if err := load(ctx, c, allScripts...); err != nil {
 		return unavailable(fmt.Errorf("loading scripts: %w", err))
 	}
 	return nil

@@ -43,17 +43,43 @@ func newScript(frame, marker, body string) script {
 
 // The scripts of the store.
 var (
-	// applyScript decides and charges the checks of one hash slot.
-	applyScript = newScript(applyFrame, algorithmsMarker, algorithmsLua())
+	// applyScript decides and charges requests of any algorithms.
+	applyScript = newScript(applyFrame, algorithmsMarker, algorithmsLua(allKinds...))
+	// kindScripts hold the function of one algorithm each: Redis runs the
+	// whole script on every call, defining every function it holds, so a
+	// call whose checks share an algorithm is cheaper with its own script.
+	kindScripts = func() (scripts [algorithm.GCRA + 1]script) {
+		for k := range scripts {
+			scripts[k] = newScript(applyFrame, algorithmsMarker, algorithmsLua(algorithm.Kind(k)))
+		}
+		return scripts
+	}()
 	// refundScript takes back the charges of one hash slot.
 	refundScript = newScript(refundFrame, undoMarker, undoLua)
+	// allScripts lists every script, for SCRIPT LOAD.
+	allScripts = append(kindScripts[:], applyScript, refundScript)
 )
 
-// algorithmsLua returns the Lua function of every algorithm, from package
-// algorithm, each registered in the DECIDE table under its Kind.
-func algorithmsLua() string {
+// allKinds lists every algorithm.
+var allKinds = []algorithm.Kind{
+	algorithm.SlidingWindow, algorithm.FixedWindow, algorithm.TokenBucket,
+	algorithm.LeakyBucket, algorithm.LeakyQueue, algorithm.GCRA,
+}
+
+// scriptFor returns the apply script for a call whose checks use kind
+// only, or every kind when mixed is true.
+func scriptFor(kind algorithm.Kind, mixed bool) script {
+	if mixed || int(kind) >= len(kindScripts) {
+		return applyScript
+	}
+	return kindScripts[kind]
+}
+
+// algorithmsLua returns the Lua functions of the given algorithms, from
+// package algorithm, each registered in the DECIDE table under its Kind.
+func algorithmsLua(kinds ...algorithm.Kind) string {
 	var b strings.Builder
-	for k := algorithm.SlidingWindow; k <= algorithm.GCRA; k++ {
+	for _, k := range kinds {
 		b.WriteString(algorithm.LuaSource(k))
 		fmt.Fprintf(&b, "\nDECIDE[%d] = %s\n\n", k, algorithm.LuaFunction(k))
 	}
@@ -118,4 +144,14 @@ func load(ctx context.Context, c rueidis.Client, scripts ...script) error {
 		}
 	}
 	return nil
+}
+
+// Script returns the Lua source of the script that Apply runs for checks
+// that all use algorithm kind, and its SHA1 digest, the name EVALSHA uses,
+// so that an operator can check it with SCRIPT EXISTS or measure Redis
+// alone with redis-benchmark. Its header documents KEYS, ARGV and the
+// reply.
+func Script(kind algorithm.Kind) (source, sha string) {
+	sc := scriptFor(kind, false)
+	return sc.source, sc.sha
 }

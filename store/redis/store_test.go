@@ -114,14 +114,14 @@ func TestScriptFlushReloads(t *testing.T) {
 	if out, err := redistest.Command(srv.Addr, "SCRIPT", "FLUSH"); err != nil {
 		t.Fatalf("SCRIPT FLUSH: %v %s", err, out)
 	}
-	if out, _ := redistest.Command(srv.Addr, "SCRIPT", "EXISTS", applyScript.sha); out != "0\n" {
+	if out, _ := redistest.Command(srv.Addr, "SCRIPT", "EXISTS", scriptFor(c.Algorithm, false).sha); out != "0\n" {
 		t.Fatalf("SCRIPT EXISTS after flush = %q, want 0", out)
 	}
 	ok, d := apply(t, s, 1, c)
 	if !ok || d[0].Remaining != 3 {
 		t.Errorf("Apply after SCRIPT FLUSH = %v remaining %d, want true remaining 3", ok, d[0].Remaining)
 	}
-	if out, _ := redistest.Command(srv.Addr, "SCRIPT", "EXISTS", applyScript.sha); out != "1\n" {
+	if out, _ := redistest.Command(srv.Addr, "SCRIPT", "EXISTS", scriptFor(c.Algorithm, false).sha); out != "1\n" {
 		t.Errorf("SCRIPT EXISTS after reload = %q, want 1", out)
 	}
 }

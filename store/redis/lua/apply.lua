@@ -1,6 +1,7 @@
--- apply.lua decides every check of one request and charges all of them or
--- none. The algorithm functions are inserted where the ALGORITHMS marker
--- stands; each is registered as DECIDE[kind] with this signature:
+-- apply.lua decides a batch of requests, one after another. Each request
+-- has one or more checks and is charged on all of them or on none. The
+-- algorithm functions are inserted where the ALGORITHMS marker stands; each
+-- is registered as DECIDE[kind] with this signature:
 --
 --   DECIDE[kind](a, b, c, now, quota, window, burst, delay, max_wait, cost)
 --     -> a, b, c, allowed, reason, limit, remaining, reset_after, retry_after, wait
@@ -8,25 +9,33 @@
 -- where (a, b, c) is the state, allowed is 0 or 1 and every time is in
 -- microseconds.
 --
--- KEYS[i]   state of check i: a hash with the integer fields a, b and c of
---           the State and k, the Kind that wrote them. A state written by
---           another Kind reads as a fresh one.
+-- KEYS      the key of every check of every request, in order. A key holds
+--           the string "a b c k": the State fields and the Kind that wrote
+--           them, as decimal integers. A state written by another Kind reads
+--           as a fresh one.
 -- ARGV[1]   now in Unix microseconds, or "" to read the Redis clock (TIME).
--- ARGV[2]   cost of the request.
--- ARGV[3]   "0" to decide and charge; "1" to do the same and append the
---           state before and after each check to the reply, which a
---           cross-slot refund needs; "2" to decide without charging (the
---           first phase of a two-phase cross-slot request).
--- ARGV[4 + 7(i-1) ...] for check i: kind, quota, window, burst, delay,
---           max_wait, and the state horizon in milliseconds (the time after
---           which the state of a key is as good as absent).
+-- ARGV[2]   mode: "0" decides and charges; "1" does the same and appends
+--           the state before and after each check to the reply, which a
+--           cross-slot refund needs; "2" decides without charging.
+-- ARGV[3]   the number L of distinct limits, followed by 7 values for each:
+--           kind, quota, window, burst, delay, max_wait and the state
+--           horizon in milliseconds (after which a state is as good as
+--           absent).
+-- Then      the number of requests, followed for each request by its cost,
+--           its number of checks n and n limit numbers (1 to L), one per
+--           check.
 --
--- Reply: {allowed, now, then for each check: allowed, reason, limit,
--- remaining, reset_after, retry_after, wait, and with ARGV[3] = "1" also
--- a, b, c before and a, b, c after}.
+-- Reply: {now, then for each request: allowed (0 or 1), then for each
+-- check: reason, remaining, reset_after, retry_after, wait, and in mode "1"
+-- also a, b, c before and a, b, c after}. A check allowed when its reason
+-- is 0; its limit is the quota, or the capacity for the bucket algorithms,
+-- which the caller knows.
 --
--- Numbers stay below 2^53, so the doubles of Lua hold them exactly. They are
--- written with %.0f because tostring would switch to exponent notation.
+-- A request sees the charges of the requests before it in the batch. Every
+-- key is written once, at the end, with a TTL of its horizon or its
+-- reset_after, whichever is longer. Numbers stay below 2^53, so the doubles
+-- of Lua hold them exactly; they are written with %.0f because tostring
+-- would switch to exponent notation.
 
 local DECIDE = {}
 
@@ -39,85 +48,134 @@ if ARGV[1] == '' then
 else
   now = tonumber(ARGV[1])
 end
-local cost = tonumber(ARGV[2])
-local with_state = ARGV[3] == '1'
-local dry_run = ARGV[3] == '2'
+local mode = ARGV[2]
+local with_state = mode == '1'
+local dry_run = mode == '2'
 
-local reply = {1, now}
--- pending holds the new state of each key decided so far, so that a key
--- listed twice is charged twice, in order, as the memory store does.
-local pending = {}
+-- committed holds the state each key will be written with:
+-- {a, b, c, kind, ttl}. order lists those keys in first-write order.
+local committed = {}
 local order = {}
-local all = true
 
-for i = 1, #KEYS do
-  local p = 4 + 7 * (i - 1)
-  local kind = tonumber(ARGV[p])
-  local quota, window = tonumber(ARGV[p + 1]), tonumber(ARGV[p + 2])
-  local burst, delay, max_wait = tonumber(ARGV[p + 3]), tonumber(ARGV[p + 4]), tonumber(ARGV[p + 5])
-  local horizon = tonumber(ARGV[p + 6])
+-- load returns the state of key for kind: from an earlier request of the
+-- batch, or from Redis.
+local function load(key, kind)
+  local s = committed[key]
+  if s then
+    if s[4] == kind then
+      return s[1], s[2], s[3]
+    end
+    return 0, 0, 0
+  end
+  local v = redis.call('GET', key)
+  if v then
+    local a, b, c, k = string.match(v, '^(%-?%d+) (%-?%d+) (%-?%d+) (%d+)$')
+    if a and tonumber(k) == kind then
+      return tonumber(a), tonumber(b), tonumber(c)
+    end
+  end
+  return 0, 0, 0
+end
 
-  local key = KEYS[i]
-  local a, b, c
-  local prev = pending[key]
-  if prev and prev[5] == kind then
-    a, b, c = prev[1], prev[2], prev[3]
-  elseif prev then
-    a, b, c = 0, 0, 0
-  else
-    local old = redis.call('HMGET', key, 'a', 'b', 'c', 'k')
-    if tonumber(old[4]) == kind then
-      a, b, c = tonumber(old[1]) or 0, tonumber(old[2]) or 0, tonumber(old[3]) or 0
-    else
-      -- A new key, or one another algorithm wrote: its state means
-      -- nothing to this algorithm.
+-- The distinct limits of the call, each {kind, quota, window, burst, delay,
+-- max_wait, horizon}.
+local limits = {}
+local p = 4
+for i = 1, tonumber(ARGV[3]) do
+  limits[i] = {tonumber(ARGV[p]), tonumber(ARGV[p + 1]), tonumber(ARGV[p + 2]), tonumber(ARGV[p + 3]),
+    tonumber(ARGV[p + 4]), tonumber(ARGV[p + 5]), tonumber(ARGV[p + 6])}
+  p = p + 7
+end
+
+-- decide_request decides the checks of one request whose arguments start
+-- at ARGV[p] and keys at KEYS[k]. It appends to reply and returns the next
+-- p and k.
+local function decide_request(reply, p, k)
+  local cost, n = tonumber(ARGV[p]), tonumber(ARGV[p + 1])
+  p = p + 2
+  local head = #reply + 1
+  reply[head] = 1
+  -- pending holds the new states of this request, so that a key listed
+  -- twice is charged twice, in order, as the memory store does.
+  local pending = {}
+  local pending_order = {}
+  local all = true
+
+  for _ = 1, n do
+    local l = limits[tonumber(ARGV[p])]
+    local kind, horizon = l[1], l[7]
+    local key = KEYS[k]
+    p, k = p + 1, k + 1
+
+    local a, b, c
+    local prev = pending[key]
+    if prev and prev[4] == kind then
+      a, b, c = prev[1], prev[2], prev[3]
+    elseif prev then
       a, b, c = 0, 0, 0
-    end
-  end
-  local na, nb, nc, allowed, reason, limit, remaining, reset_after, retry_after, wait =
-    DECIDE[kind](a, b, c, now, quota, window, burst, delay, max_wait, cost)
-
-  if allowed ~= 1 then
-    all = false
-  end
-  if na ~= a or nb ~= b or nc ~= c then
-    local ttl = math.floor(reset_after / 1000) + 1
-    if ttl < horizon then
-      ttl = horizon
-    end
-    if prev then
-      prev[1], prev[2], prev[3], prev[5] = na, nb, nc, kind
-      if ttl > prev[4] then
-        prev[4] = ttl
-      end
     else
-      pending[key] = {na, nb, nc, ttl, kind}
-      order[#order + 1] = key
+      a, b, c = load(key, kind)
+    end
+    local na, nb, nc, allowed, reason, _, remaining, reset_after, retry_after, wait =
+      DECIDE[kind](a, b, c, now, l[2], l[3], l[4], l[5], l[6], cost)
+
+    if allowed ~= 1 then
+      all = false
+    end
+    if na ~= a or nb ~= b or nc ~= c then
+      local ttl = math.floor(reset_after / 1000) + 1
+      if ttl < horizon then
+        ttl = horizon
+      end
+      if prev then
+        prev[1], prev[2], prev[3], prev[4] = na, nb, nc, kind
+        if ttl > prev[5] then
+          prev[5] = ttl
+        end
+      else
+        pending[key] = {na, nb, nc, kind, ttl}
+        pending_order[#pending_order + 1] = key
+      end
+    end
+
+    local r = #reply
+    reply[r + 1], reply[r + 2], reply[r + 3] = reason, remaining, reset_after
+    reply[r + 4], reply[r + 5] = retry_after, wait
+    if with_state then
+      reply[r + 6], reply[r + 7], reply[r + 8] = a, b, c
+      reply[r + 9], reply[r + 10], reply[r + 11] = na, nb, nc
     end
   end
 
-  local n = #reply
-  reply[n + 1], reply[n + 2], reply[n + 3] = allowed, reason, limit
-  reply[n + 4], reply[n + 5], reply[n + 6] = remaining, reset_after, retry_after
-  reply[n + 7] = wait
-  if with_state then
-    reply[n + 8], reply[n + 9], reply[n + 10] = a, b, c
-    reply[n + 11], reply[n + 12], reply[n + 13] = na, nb, nc
+  if not all then
+    reply[head] = 0
+  elseif not dry_run then
+    for _, key in ipairs(pending_order) do
+      local s, w = committed[key], pending[key]
+      if s then
+        s[1], s[2], s[3], s[4] = w[1], w[2], w[3], w[4]
+        if w[5] > s[5] then
+          s[5] = w[5]
+        end
+      else
+        committed[key] = w
+        order[#order + 1] = key
+      end
+    end
   end
+  return p, k
 end
 
-if not all then
-  reply[1] = 0
-  return reply
-end
-if dry_run then
-  return reply
+local reply = {now}
+local k = 1
+local requests = tonumber(ARGV[p])
+p = p + 1
+for _ = 1, requests do
+  p, k = decide_request(reply, p, k)
 end
 
 for _, key in ipairs(order) do
-  local w = pending[key]
-  redis.call('HSET', key, 'a', string.format('%.0f', w[1]),
-    'b', string.format('%.0f', w[2]), 'c', string.format('%.0f', w[3]), 'k', w[5])
-  redis.call('PEXPIRE', key, w[4])
+  local s = committed[key]
+  redis.call('SET', key, string.format('%.0f %.0f %.0f %d', s[1], s[2], s[3], s[4]), 'PX', s[5])
 end
 return reply

@@ -15,8 +15,8 @@ local UNDO = {}
 
 --{{UNDO}}
 
-local function fmt(x)
-  return string.format('%.0f', x)
+local function encode(a, b, c, kind)
+  return string.format('%.0f %.0f %.0f %d', a, b, c, kind)
 end
 
 local now
@@ -36,23 +36,25 @@ for i = #KEYS, 1, -1 do
   local a0, b0, c0 = tonumber(ARGV[p + 4]), tonumber(ARGV[p + 5]), tonumber(ARGV[p + 6])
   local a1, b1, c1 = tonumber(ARGV[p + 7]), tonumber(ARGV[p + 8]), tonumber(ARGV[p + 9])
 
-  local cur = redis.call('HMGET', KEYS[i], 'a', 'b', 'c', 'k')
-  if cur[1] and tonumber(cur[4]) == kind then
-    local a, b, c = tonumber(cur[1]), tonumber(cur[2]) or 0, tonumber(cur[3]) or 0
+  local v = redis.call('GET', KEYS[i])
+  local sa, sb, sc, sk
+  if v then
+    sa, sb, sc, sk = string.match(v, '^(%-?%d+) (%-?%d+) (%-?%d+) (%d+)$')
+  end
+  if sa and tonumber(sk) == kind then
+    local a, b, c = tonumber(sa), tonumber(sb), tonumber(sc)
     if a == a1 and b == b1 and c == c1 then
       -- Nothing wrote the key since the charge: put the old state back.
       if a0 == 0 and b0 == 0 and c0 == 0 then
         redis.call('DEL', KEYS[i])
       else
-        redis.call('HSET', KEYS[i], 'a', fmt(a0), 'b', fmt(b0), 'c', fmt(c0), 'k', kind)
-        redis.call('PEXPIRE', KEYS[i], horizon)
+        redis.call('SET', KEYS[i], encode(a0, b0, c0, kind), 'PX', horizon)
       end
       refunded = refunded + 1
     else
       local na, nb, nc = UNDO[kind](a, b, c, a0, b0, c0, a1, b1, c1, now, quota, window, cost)
       if na ~= a or nb ~= b or nc ~= c then
-        -- HSET keeps the TTL of the key.
-        redis.call('HSET', KEYS[i], 'a', fmt(na), 'b', fmt(nb), 'c', fmt(nc))
+        redis.call('SET', KEYS[i], encode(na, nb, nc, kind), 'KEEPTTL')
         refunded = refunded + 1
       end
     end

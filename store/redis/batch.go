@@ -1,0 +1,189 @@
+package redis
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/redis/rueidis"
+
+	"github.com/calm-limiter/calm/algorithm"
+	"github.com/calm-limiter/calm/store"
+)
+
+// Bounds of the batching of concurrent requests (standalone and Sentinel
+// only: on a Redis Cluster one script may only touch keys of one slot).
+const (
+	// maxInflight is the number of script calls a Store keeps in flight
+	// before further requests wait to join the next call. While fewer are
+	// in flight a request is sent at once, so batching adds no latency at
+	// low load.
+	maxInflight = 4
+	// maxBatchRequests and maxBatchKeys bound one call, so that a call's
+	// time inside Redis, which blocks every other client, stays short.
+	maxBatchRequests = 64
+	maxBatchKeys     = 256
+)
+
+// batcher coalesces concurrent requests into shared script calls: the
+// requests that arrive while maxInflight calls are in flight wait in a
+// queue, and the next call carries as many of them as fit. The apply script
+// decides the requests of a call one after another, each all or nothing, as
+// separate calls would.
+//
+// A call is sent by the goroutine of its first request, the leader. When
+// its call returns, the leader hands the lead to the oldest waiting
+// request, whose goroutine sends the next call, so no goroutine serves
+// others for longer than one call.
+type batcher struct {
+	mu       sync.Mutex
+	queue    []*request // waiting requests, oldest first; guarded by mu
+	inflight int        // calls in flight or about to be; guarded by mu
+}
+
+// request is one Apply waiting in a batch.
+type request struct {
+	checks    []store.Check
+	cost      int64
+	deadline  time.Time // zero: none
+	decisions []algorithm.Decision
+	allowed   bool
+	err       error
+	// ready receives false when the request has been decided, and true when
+	// its goroutine must lead the next call.
+	ready chan bool
+}
+
+var requestPool = sync.Pool{New: func() any { return &request{ready: make(chan bool, 1)} }}
+
+// applyBatched decides one request through the batcher.
+func (s *Store) applyBatched(ctx context.Context, c rueidis.Client, checks []store.Check, cost int64, out []algorithm.Decision) (bool, error) {
+	req := requestPool.Get().(*request)
+	req.checks, req.cost = checks, cost
+	req.decisions = slices.Grow(req.decisions[:0], len(checks))[:len(checks)]
+	req.deadline, _ = ctx.Deadline()
+
+	b := &s.batch
+	b.mu.Lock()
+	if b.inflight < maxInflight {
+		b.inflight++
+		b.mu.Unlock()
+		s.lead(c, req)
+	} else {
+		b.queue = append(b.queue, req)
+		b.mu.Unlock()
+		select {
+		case lead := <-req.ready:
+			if lead {
+				s.lead(c, req)
+			}
+		case <-ctx.Done():
+			s.abandon(c, req)
+			return false, unavailable(ctx.Err())
+		}
+	}
+
+	allowed, err := req.allowed, req.err
+	copy(out, req.decisions)
+	req.checks, req.err = nil, nil
+	requestPool.Put(req)
+	return allowed, err
+}
+
+// abandon withdraws a request whose context ended while it waited. A
+// request already taken into a call, or handed the lead, cannot be
+// withdrawn: a goroutine waits for it and leads when told to, so that the
+// queue keeps moving. Such a request is not reused.
+func (s *Store) abandon(c rueidis.Client, req *request) {
+	b := &s.batch
+	b.mu.Lock()
+	if i := slices.Index(b.queue, req); i >= 0 {
+		b.queue = slices.Delete(b.queue, i, i+1)
+		b.mu.Unlock()
+		req.checks = nil
+		requestPool.Put(req)
+		return
+	}
+	b.mu.Unlock()
+	go func() {
+		if <-req.ready {
+			s.lead(c, req)
+		}
+	}()
+}
+
+// lead sends one call with first and as many waiting requests as fit, tells
+// each that it was decided, and hands the lead to the next waiting request
+// or, when none waits, gives its in-flight slot back.
+func (s *Store) lead(c rueidis.Client, first *request) {
+	b := &s.batch
+	reqs := []*request{first}
+	keys := len(first.checks)
+	b.mu.Lock()
+	n := 0
+	for n < len(b.queue) && len(reqs) < maxBatchRequests && keys+len(b.queue[n].checks) <= maxBatchKeys {
+		reqs = append(reqs, b.queue[n])
+		keys += len(b.queue[n].checks)
+		n++
+	}
+	b.queue = slices.Delete(b.queue, 0, n)
+	b.mu.Unlock()
+
+	s.send(c, reqs)
+	for _, r := range reqs[1:] {
+		r.ready <- false
+	}
+
+	b.mu.Lock()
+	if len(b.queue) == 0 {
+		b.inflight--
+		b.mu.Unlock()
+		return
+	}
+	next := b.queue[0]
+	b.queue = slices.Delete(b.queue, 0, 1)
+	b.mu.Unlock()
+	next.ready <- true
+}
+
+// send runs the apply script for reqs in one call, within the earliest of
+// their deadlines, and stores each request's result.
+func (s *Store) send(c rueidis.Client, reqs []*request) {
+	var deadline time.Time
+	for _, r := range reqs {
+		if !r.deadline.IsZero() && (deadline.IsZero() || r.deadline.Before(deadline)) {
+			deadline = r.deadline
+		}
+	}
+	if deadline.IsZero() {
+		deadline = time.Now().Add(s.timeout)
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+
+	sc := s.scratch.Get().(*scratch)
+	defer s.scratch.Put(sc)
+	sc.reset(s.nowArg(), modeCharge)
+	for _, r := range reqs {
+		sc.addRequest(r.checks, r.cost)
+	}
+	vals, err := sc.script().exec(ctx, c, sc.keys, sc.finish()).ToArray()
+	if err != nil {
+		setError(reqs, unavailable(err))
+		return
+	}
+	i := 1
+	for _, r := range reqs {
+		if r.allowed, i, err = parseRequest(vals, i, r.checks, r.decisions, nil); err != nil {
+			setError(reqs, err)
+			return
+		}
+	}
+}
+
+func setError(reqs []*request, err error) {
+	for _, r := range reqs {
+		r.allowed, r.err = false, err
+	}
+}
