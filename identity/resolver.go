@@ -317,11 +317,13 @@ func (res *Resolver) KeyFunc(r *http.Request) (string, error) {
 }
 
 // identity returns the identity stored by Middleware, or identifies r.
-func (res *Resolver) identity(r *http.Request) Identity {
-	if id, ok := FromContext(r.Context()); ok {
+// Callers must not modify what it returns.
+func (res *Resolver) identity(r *http.Request) *Identity {
+	if id, ok := r.Context().Value(contextKey{}).(*Identity); ok {
 		return id
 	}
-	return res.Identify(r)
+	id := res.Identify(r)
+	return &id
 }
 
 // Middleware identifies each request and stores the Identity in its
