@@ -67,7 +67,8 @@ func hasEndpoint(checks []calm.Check, endpoint string) bool {
 
 // endpointCheck builds the endpoint layer for first.Endpoint from the
 // explicit rules, or from the user checks in rest (which starts with first)
-// that name the same endpoint.
+// that name the same endpoint: their BaseRules where a tier or identity
+// rewrote their rules, so the layer does not depend on who asks.
 func (d *Defense) endpointCheck(first calm.Check, rest []calm.Check) (calm.Check, bool) {
 	ec := calm.Check{
 		Scope:     calm.ScopeEndpoint,
@@ -86,7 +87,11 @@ func (d *Defense) endpointCheck(first calm.Check, rest []calm.Check) (calm.Check
 		if c.Scope != calm.ScopeUser || c.Endpoint != first.Endpoint {
 			continue
 		}
-		for _, r := range c.Rules {
+		rules := c.Rules
+		if c.BaseRules != nil {
+			rules = c.BaseRules
+		}
+		for _, r := range rules {
 			ec.Rules = widest(ec.Rules, multiply(r, d.cfg.EndpointMultiplier))
 		}
 		ec.Burst = max(ec.Burst, multiplyCount(c.Burst, d.cfg.EndpointMultiplier, maxBurst(ec.Rules)))

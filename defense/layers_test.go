@@ -149,6 +149,26 @@ func TestChecksLeavesInputAlone(t *testing.T) {
 	}
 }
 
+func TestChecksEndpointFromBaseRules(t *testing.T) {
+	t.Parallel()
+	d := newTestDefense(t, Config{})
+	// Two clients of one endpoint whose tiers rewrote their rules: the
+	// endpoint layer must come from the policy's rules for both.
+	for _, tier := range []string{"5/minute", "1000/minute"} {
+		user := []calm.Check{{
+			Scope: calm.ScopeUser, Endpoint: "GET /api/tiered", Client: "c",
+			Rules: rules(tier), BaseRules: rules("100/minute"),
+		}}
+		got := d.Checks(nil, user, Verdict{})
+		if got[1].Scope != calm.ScopeEndpoint {
+			t.Fatalf("tier %s: Checks()[1] =\n%s, want the endpoint layer", tier, formatChecks(got))
+		}
+		if got[1].Rules[0].Requests != 1000 {
+			t.Errorf("tier %s: endpoint rule = %v, want 1000/minute (100/minute × 10)", tier, got[1].Rules)
+		}
+	}
+}
+
 func TestChecksAppendsToDst(t *testing.T) {
 	t.Parallel()
 	d := newTestDefense(t, Config{})

@@ -359,6 +359,9 @@ func (res *Resolver) RewriteChecks(r *http.Request, checks []calm.Check) []calm.
 		if t == nil || c.Scope != calm.ScopeUser || !t.Applies(c.Endpoint) {
 			continue
 		}
+		if c.BaseRules == nil {
+			c.BaseRules = c.Rules
+		}
 		switch {
 		case id.Verified && id.Tier != "":
 			c.Rules = t.Rules(id.Tier)
