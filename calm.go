@@ -49,8 +49,8 @@ type Check struct {
 	Endpoint string
 	// Client identifies the client. It is hashed with the limiter's secret
 	// before it reaches a store. Empty for endpoint-wide and global checks.
-	Client    string
-	Rules     []Rule
+	Client string
+	Rules  []Rule
 	// BaseRules, when set, are the rules the policy chose before a
 	// per-client rewrite such as a tier replaced Rules. Layers that belong
 	// to the endpoint rather than to one client derive from them, so every
