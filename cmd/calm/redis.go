@@ -12,6 +12,7 @@ import (
 	"github.com/calm-limiter/calm/store"
 	"github.com/calm-limiter/calm/store/fallback"
 	"github.com/calm-limiter/calm/store/memory"
+	"github.com/calm-limiter/calm/store/nearcache"
 	redisstore "github.com/calm-limiter/calm/store/redis"
 )
 
@@ -27,6 +28,7 @@ type redisExtension struct {
 	timeout        time.Duration
 	fallback       bool
 	fallbackChosen bool // RATELIMIT_FALLBACK_TO_MEMORY was set, not defaulted
+	nearCache      bool
 }
 
 func newRedisExtension() *extension { return (&redisExtension{}).extension() }
@@ -61,6 +63,12 @@ func (e *redisExtension) vars() []config.Var {
 			"RATELIMIT_FAIL_OPEN decides.",
 		Parse: config.Duration(&e.timeout, time.Millisecond, time.Minute),
 	}, {
+		Env: "RATELIMIT_REDIS_NEAR_CACHE", Key: "redis_near_cache", Default: "false",
+		Usage: "Lease budget from Redis for hot keys and answer from the lease, and cache " +
+			"denials until Retry-After: fewer round trips, never more admitted, some " +
+			"headers approximate (see docs/REDIS.md).",
+		Parse: config.Bool(&e.nearCache),
+	}, {
 		Env: "RATELIMIT_FALLBACK_TO_MEMORY", Key: "fallback_to_memory",
 		Usage: "Check limits in memory while Redis is unreachable (default true). In " +
 			"production without a Redis URL, true must be set to run on memory alone.",
@@ -94,13 +102,20 @@ func (e *redisExtension) setup(ctx context.Context, gw *gateway) error {
 		return fmt.Errorf("RATELIMIT_REDIS_URL: %w", err)
 	}
 	var st store.Store = primary
+	if e.nearCache {
+		if st, err = nearcache.New(nearcache.Config{Store: primary}); err != nil {
+			primary.Close()
+			return fmt.Errorf("RATELIMIT_REDIS_NEAR_CACHE: %w", err)
+		}
+	}
 	if e.fallback {
 		secondary := memory.New(memory.Config{
 			MaxKeys:         gw.settings.MemoryMaxKeys,
 			CleanupInterval: gw.settings.MemoryCleanupInterval,
 		})
 		st, err = fallback.New(fallback.Config{
-			Primary: primary, Secondary: secondary, Name: "redis", Logger: gw.logger,
+			Primary: st, Secondary: secondary, Name: "redis", Logger: gw.logger,
+			Probe: primary.Ping,
 		})
 		if err != nil {
 			primary.Close()
@@ -110,7 +125,7 @@ func (e *redisExtension) setup(ctx context.Context, gw *gateway) error {
 	}
 	gw.store, gw.storeName = st, "redis"
 	gw.startAttrs = append(gw.startAttrs, "redis_fallback", e.fallback,
-		"redis_timeout", e.timeout.String())
+		"redis_timeout", e.timeout.String(), "redis_near_cache", e.nearCache)
 	opt, err := rueidis.ParseURL(e.url)
 	if err != nil {
 		return fmt.Errorf("RATELIMIT_REDIS_URL: %w", err)
