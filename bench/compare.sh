@@ -5,15 +5,15 @@
 # peer. Raw results stay in bench/out/ for later benchstat runs.
 #
 # Settings (environment):
-#   COUNT       rounds of the speed benchmarks (default 6)
-#   BENCHTIME   -benchtime of each speed benchmark (default 500ms)
+#   COUNT       rounds of the speed benchmarks (default 10)
+#   BENCHTIME   -benchtime of each speed benchmark (default 300ms)
 #   HEAP_COUNT  rounds of the 1M-key heap benchmark (default 3)
 #   PEERS       peers to run, first one is the base of every ratio
 set -euo pipefail
 
 cd "$(dirname "$0")"
-COUNT=${COUNT:-6}
-BENCHTIME=${BENCHTIME:-500ms}
+COUNT=${COUNT:-10}
+BENCHTIME=${BENCHTIME:-300ms}
 HEAP_COUNT=${HEAP_COUNT:-3}
 PEERS=${PEERS:-calm calm-limiter xtime golimiter ulule throttled httprate}
 
