@@ -28,7 +28,7 @@ test: deps vet test-bench
 test-bench:
 	cd bench && $(GO) test -count=1 ./...
 
-# bench-compare benchmarks calm against other Go rate limiters (about 3
+# bench-compare benchmarks calm against other Go rate limiters (about 2.5
 # minutes on 2 cores). COUNT, BENCHTIME, HEAP_COUNT and PEERS tune it; see
 # bench/compare.sh.
 bench-compare:
