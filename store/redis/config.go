@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/bits"
 	"net/url"
+	"regexp"
 	"strings"
 	"time"
 
@@ -90,12 +91,17 @@ func (c Config) clientOption() (rueidis.ClientOption, error) {
 	}
 	u, err := url.Parse(c.URL)
 	if err != nil {
-		return rueidis.ClientOption{}, fmt.Errorf("redis: invalid URL: %v", redactError(err, c.URL))
+		// The error quotes the URL, password included; keep only its cause.
+		var uerr *url.Error
+		if errors.As(err, &uerr) {
+			err = uerr.Err
+		}
+		return rueidis.ClientOption{}, fmt.Errorf("redis: invalid URL (%v): use redis://[user:password@]host:port/db or rediss:// for TLS", err)
+	}
+	if u.Scheme != "redis" && u.Scheme != "rediss" {
+		return rueidis.ClientOption{}, fmt.Errorf("redis: invalid URL scheme %q: use redis:// or rediss:// (TLS)", u.Scheme)
 	}
 	shown := u.Redacted()
-	if u.Scheme != "redis" && u.Scheme != "rediss" {
-		return rueidis.ClientOption{}, fmt.Errorf("redis: invalid URL %q: scheme must be redis:// or rediss:// (TLS)", shown)
-	}
 	for name := range u.Query() {
 		if !urlOptions[name] {
 			return rueidis.ClientOption{}, fmt.Errorf("redis: invalid URL %q: unknown option %q", shown, name)
@@ -103,7 +109,8 @@ func (c Config) clientOption() (rueidis.ClientOption, error) {
 	}
 	opt, err := rueidis.ParseURL(c.URL)
 	if err != nil {
-		return rueidis.ClientOption{}, fmt.Errorf("redis: invalid URL %q: %v", shown, redactError(err, c.URL))
+		return rueidis.ClientOption{}, fmt.Errorf("redis: invalid URL %q: %v",
+			userinfo.ReplaceAllString(shown, ":xxxxx@"), redactError(err, c.URL))
 	}
 	if c.TLSConfig != nil && u.Scheme == "rediss" {
 		opt.TLSConfig = c.TLSConfig.Clone()
@@ -133,20 +140,17 @@ func (c Config) clientOption() (rueidis.ClientOption, error) {
 	return opt, nil
 }
 
-// redactError replaces the password of raw, if any, in the text of err.
+// redactError returns the text of err with anything that may be a
+// password, the text between ':' and '@' as in user:password@host, masked.
 func redactError(err error, raw string) string {
 	msg := err.Error()
 	if u, perr := url.Parse(raw); perr == nil && u.User != nil {
 		if pw, ok := u.User.Password(); ok && pw != "" {
 			msg = strings.ReplaceAll(msg, pw, "xxxxx")
 		}
-		return strings.ReplaceAll(msg, raw, u.Redacted())
 	}
-	// An unparsable URL may still hold a password after "://user:".
-	if i := strings.Index(raw, "://"); i >= 0 {
-		if at := strings.LastIndexByte(raw, '@'); at > i {
-			msg = strings.ReplaceAll(msg, raw[i+3:at], "xxxxx")
-		}
-	}
-	return msg
+	return userinfo.ReplaceAllString(msg, ":xxxxx@")
 }
+
+// userinfo matches the password part of user:password@.
+var userinfo = regexp.MustCompile(`:[^:@/\s"]*@`)
