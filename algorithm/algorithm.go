@@ -157,18 +157,18 @@ func (l Limit) Validate() error {
 //	FixedWindow    start of the window        units used in it              0
 //	SlidingWindow  start of the current       units used in the current     units used in the
 //	               window                     window                        previous window
-//	TokenBucket    time of the last charge    token deficit at A, in        0
-//	                                          token·µs (tokens × Window)
-//	LeakyBucket    time of the last charge    water level at A, in          0
-//	                                          unit·µs (units × Window)
-//	LeakyQueue     theoretical arrival time   fraction of TAT in units of   0
+//	GCRA           theoretical arrival time   fraction of TAT in units of   0
 //	               (TAT), whole µs            1/Quota µs, 0 ≤ B < Quota
-//	GCRA           same as LeakyQueue         same as LeakyQueue            0
+//	LeakyQueue     same as GCRA               same as GCRA                  0
+//	TokenBucket    same as GCRA: the time at  same as GCRA                  0
+//	               which the bucket is full
+//	LeakyBucket    same as GCRA: the time at  same as GCRA                  0
+//	               which the bucket is empty
 //
-// Window starts are multiples of Window. B of the buckets lies in
-// [0, Capacity×Window] and drains by Quota per microsecond; zero means a full
-// TokenBucket or an empty LeakyBucket. The TAT of GCRA and LeakyQueue is
-// A + B/Quota microseconds and grows by Window/Quota per unit of cost.
+// Window starts are multiples of Window. The TAT is A + B/Quota
+// microseconds and grows by Window/Quota per unit of cost. A TAT at or
+// before now means a full TokenBucket, an empty LeakyBucket and an empty
+// queue; the deficit or level at now is (TAT − now) × Quota/Window units.
 type State struct {
 	A, B, C int64
 }

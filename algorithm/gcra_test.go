@@ -225,29 +225,6 @@ func TestGCRAMatchesReference(t *testing.T) {
 	}
 }
 
-// TestGCRAEqualsTokenBucket replays random traces through GCRA and the
-// token bucket: the TAT is the time at which the bucket would be full, so
-// every decision must match while the clock moves forward. After a step
-// back they differ: the bucket waits for the stored time and then drains,
-// while GCRA counts the step as time still to wait.
-func TestGCRAEqualsTokenBucket(t *testing.T) {
-	t.Parallel()
-	r := rand.New(rand.NewPCG(5, 8))
-	for trace := range 300 {
-		l := randomLimit(r)
-		var gs, bs State
-		for i, e := range randomTrace(r, l, epoch, 200, false) {
-			gNext, g := Decide(GCRA, gs, e.now, l, e.cost)
-			bNext, b := Decide(TokenBucket, bs, e.now, l, e.cost)
-			if g != b {
-				t.Fatalf("trace %d (%+v) step %d, now %d, cost %d: GCRA %+v, token bucket %+v",
-					trace, l, i, e.now, e.cost, g, b)
-			}
-			gs, bs = gNext, bNext
-		}
-	}
-}
-
 func TestGCRAClockBack(t *testing.T) {
 	t.Parallel()
 	l := Limit{Quota: 2, Window: 2 * second, Burst: 2}

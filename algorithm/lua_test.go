@@ -203,3 +203,24 @@ func int64s(reply any) ([10]int64, error) {
 }
 
 func itoa(v int64) string { return strconv.FormatInt(v, 10) }
+
+// TestBucketLuaIsGCRA checks that the buckets' Lua twins stay the GCRA
+// function under another name, as decideBucket is decideGCRA in Go. Only
+// the header comment may differ.
+func TestBucketLuaIsGCRA(t *testing.T) {
+	t.Parallel()
+	code := func(k Kind) string {
+		src := LuaSource(k)
+		start := strings.Index(src, "\nlocal "+LuaFunction(k)+"\n")
+		if start < 0 {
+			t.Fatalf("LuaSource(%v) does not declare local %s", k, LuaFunction(k))
+		}
+		return strings.ReplaceAll(src[start:], LuaFunction(k), "calm_f")
+	}
+	want := code(GCRA)
+	for _, k := range []Kind{TokenBucket, LeakyBucket} {
+		if code(k) != want {
+			t.Errorf("LuaSource(%v) differs from LuaSource(gcra) below its header", k)
+		}
+	}
+}

@@ -1,7 +1,8 @@
 -- calm_token_bucket: the token bucket decision of calm's algorithm package,
 -- the Lua twin of decideBucket in Go. Both must return the same values for
 -- the same inputs, and a differential test replays random traces through
--- both.
+-- both. The bucket is GCRA with tolerance (capacity - 1) intervals, so this
+-- file is calm_gcra under another name.
 --
 -- Defines one local function:
 --
@@ -14,8 +15,10 @@
 -- fields quota, window (µs), burst, delay and max_wait (µs), then the cost.
 -- The limit must pass Go's Limit.Validate, which keeps every intermediate
 -- value below 2^53.
--- State: a = time of the last charge (µs), b = token deficit at
--- a in token·µs (tokens × window; 0 is a full bucket), c = 0.
+-- State: a = the time at which the bucket is full again (its theoretical
+-- arrival time, TAT) in whole µs, b = the TAT's fraction in units of
+-- 1/quota µs (0 <= b < quota), c = 0. The token deficit at now is
+-- (TAT - now) * quota / window tokens.
 -- Outputs: the next state a, b, c (equal to the input when nothing is
 -- charged); allowed 1 or 0; reason 0 allowed, 1 limited, 2 cost above
 -- capacity, 3 queue full, 4 negative cost, 5 invalid limit; then limit,
@@ -78,11 +81,48 @@ do
     return 0
   end
 
-  local function reset_after(at, level, now, q)
-    if level == 0 then
+  -- A theoretical arrival time (TAT) is ta + tb/q µs with 0 <= tb < q.
+
+  -- load_arrival returns max(TAT of the state, now).
+  local function load_arrival(a, b, now, q)
+    if a < now then
+      return now, 0
+    end
+    return a, clamp(b, 0, q - 1)
+  end
+
+  -- add_units returns the TAT advanced by units/q µs.
+  local function add_units(ta, tb, units, q)
+    ta = ta + tdiv(units, q)
+    tb = tb + fmod(units, q)
+    if tb >= q then
+      ta = ta + 1
+      tb = tb - q
+    end
+    return ta, tb
+  end
+
+  -- earliest returns the first whole µs at or after TAT - slack/q.
+  local function earliest(ta, tb, slack, q)
+    return ta - floor_div(slack - tb, q)
+  end
+
+  -- reset_after returns ceil(TAT - now) for TAT >= now.
+  local function reset_after(ta, tb, now)
+    if tb > 0 then
+      return ta - now + 1
+    end
+    return ta - now
+  end
+
+  -- remaining returns how many requests of cost 1 conform after this one.
+  local function remaining_units(ta, tb, now, q, w, cap)
+    local room = cap * w - tb
+    local ahead = ta - now
+    if room < 0 or ahead > tdiv(room, q) then
       return 0
     end
-    return at - now + ceil_div(level, q)
+    return tdiv(room - ahead * q, w)
   end
 
   function calm_token_bucket(a, b, c, now, quota, window, burst, delay, max_wait, cost)
@@ -94,22 +134,10 @@ do
     if burst > 0 then
       cap = burst
     end
-    local full = cap * w
-    local at, level = a, clamp(b, 0, full)
-    if now > at then
-      -- Drain since the last charge; elapsed * q is formed only when it
-      -- is at most level, so it stays below 2^53.
-      local elapsed = now - at
-      if elapsed > tdiv(level, q) then
-        level = 0
-      else
-        level = level - elapsed * q
-      end
-      at = now
-    end
+    local ta, tb = load_arrival(a, b, now, q)
 
-    local remaining = tdiv(full - level, w)
-    local reset = reset_after(at, level, now, q)
+    local remaining = remaining_units(ta, tb, now, q, w, cap)
+    local reset = reset_after(ta, tb, now)
     local reason = cost_reason(cost, cap)
     if reason ~= 0 then
       return a, b, c, 0, reason, cap, remaining, reset, 0, 0
@@ -117,13 +145,13 @@ do
     if cost == 0 then
       return a, b, c, 1, 0, cap, remaining, reset, 0, 0
     end
-    local need = cost * w
-    if need > full - level then
-      local retry = at - now + ceil_div(level - (full - need), q)
-      return a, b, c, 0, 1, cap, remaining, reset, retry, 0
+    local first = earliest(ta, tb, (cap - cost) * w, q)
+    if now < first then
+      return a, b, c, 0, 1, cap, remaining, reset, first - now, 0
     end
 
-    level = level + need
-    return at, level, 0, 1, 0, cap, tdiv(full - level, w), reset_after(at, level, now, q), 0, 0
+    ta, tb = add_units(ta, tb, cost * w, q)
+    remaining = remaining_units(ta, tb, now, q, w, cap)
+    return ta, tb, 0, 1, 0, cap, remaining, reset_after(ta, tb, now), 0, 0
   end
 end

@@ -14,15 +14,6 @@
 
 local fmod = math.fmod
 
-local function floor_div(x, y) -- y > 0
-  local r = fmod(x, y)
-  local q = (x - r) / y
-  if r < 0 then
-    q = q - 1
-  end
-  return q
-end
-
 local function positive(x)
   if x < 0 then
     return 0
@@ -49,38 +40,10 @@ local function undo_fixed_window(a, b, c, a0, b0, c0, a1, b1, c1, now, quota, wi
   return a, b, c
 end
 
--- Buckets: the level (b, in unit·µs) at time a drains by quota per µs. The
--- charge raised the level from b1 - need to b1 at time a1. Draining since
--- a1 ate first into the level below the charge; what it took beyond that
--- came out of the charge and is not refunded.
-local function undo_bucket(a, b, c, a0, b0, c0, a1, b1, c1, now, quota, window, cost)
-  local need = cost * window
-  local below = positive(b1 - need)
-  local elapsed = positive(now - a1)
-  local refund = 0
-  if elapsed < (below + need) / quota then
-    refund = positive(need - positive(elapsed * quota - below))
-  end
-  if refund == 0 then
-    return a, b, c
-  end
-  -- Bring the current level to now before taking the refund out of it.
-  local level = b
-  if now > a then
-    if now - a > floor_div(level, quota) then
-      level = 0
-    else
-      level = level - (now - a) * quota
-    end
-    a = now
-  end
-  return a, positive(level - refund), c
-end
-
--- GCRA and the leaky queue: the theoretical arrival time a + b/quota µs
--- moved forward by add = cost*window/quota µs. The part of that interval
--- that now has passed is spent; the part still ahead, min(add,
--- TAT1 - now), comes back.
+-- GCRA, the leaky queue and both buckets, which keep GCRA's state: the
+-- charge moved the theoretical arrival time a + b/quota µs forward by
+-- add = cost*window/quota µs. The part of that interval that now has
+-- passed is spent; the part still ahead, min(add, TAT1 - now), comes back.
 local function undo_arrival(a, b, c, a0, b0, c0, a1, b1, c1, now, quota, window, cost)
   local add = cost * window
   if a1 < now then
@@ -106,7 +69,7 @@ end
 
 UNDO[0] = undo_sliding_window
 UNDO[1] = undo_fixed_window
-UNDO[2] = undo_bucket
-UNDO[3] = undo_bucket
+UNDO[2] = undo_arrival
+UNDO[3] = undo_arrival
 UNDO[4] = undo_arrival
 UNDO[5] = undo_arrival
