@@ -38,14 +38,12 @@ const (
 //
 //	FixedWindow, SlidingWindow  A as a window number relative to the
 //	                            base's window (signed), B and C as counts
-//	GCRA, LeakyQueue            A as µs relative to the base (signed),
-//	                            B / unit (the TAT fraction)
-//	TokenBucket, LeakyBucket    A as µs relative to the base (signed),
-//	                            B / unit (the level, in unit·µs)
+//	GCRA, LeakyQueue,           A as µs relative to the base (signed),
+//	TokenBucket, LeakyBucket    B / unit (the TAT fraction)
 //
-// unit is gcd(Window, Quota): every level and every TAT fraction the
-// algorithms produce is a multiple of it, because they only ever add
-// multiples of Window and subtract multiples of Quota.
+// unit is gcd(Window, Quota): every TAT fraction the algorithms produce is
+// a multiple of it, because they only ever add multiples of Window and
+// subtract multiples of Quota.
 type layout struct {
 	kind                algorithm.Kind
 	limit               algorithm.Limit
@@ -66,17 +64,11 @@ func newLayout(k algorithm.Kind, l algorithm.Limit) layout {
 		}
 	case algorithm.GCRA, algorithm.LeakyQueue, algorithm.TokenBucket, algorithm.LeakyBucket:
 		// A TAT that still matters lies between now and now plus the
-		// refill time plus the longest wait. The time of a bucket's last
-		// charge lies between now minus the refill time and now. So both
-		// lie within rebaseSpan plus that much of the base, and the field
-		// keeps a window to spare.
+		// refill time plus the longest wait, so within rebaseSpan plus
+		// that much of the base. The field keeps a window to spare.
 		reach := satAdd(satAdd(rebaseSpan, c*w/q+w), l.MaxWait)
 		lay.aBits = 1 + uint(bits.Len64(uint64(reach)))
-		if k == algorithm.GCRA || k == algorithm.LeakyQueue {
-			lay.bBits = uint(bits.Len64(uint64(q/lay.unit - 1)))
-		} else {
-			lay.bBits = uint(bits.Len64(uint64(c * w / lay.unit)))
-		}
+		lay.bBits = uint(bits.Len64(uint64(q/lay.unit - 1)))
 	default:
 		return lay
 	}
@@ -131,17 +123,16 @@ func (lay *layout) decode(p payload, base int64) algorithm.State {
 
 // expiry returns the Unix µs from which s decides exactly as the zero State
 // does under kind k, so the store may forget it. That is the end of a fixed
-// window, the end of the window after a sliding window's current one, the
-// time a bucket is full (or empty) again, and one µs past a TAT.
+// window, the end of the window after a sliding window's current one, and
+// one µs past a TAT, which for the buckets is when they are full (or
+// empty) again.
 func expiry(k algorithm.Kind, l algorithm.Limit, s algorithm.State) int64 {
 	switch k {
 	case algorithm.FixedWindow:
 		return satAdd(s.A, l.Window)
 	case algorithm.SlidingWindow:
 		return satAdd(s.A, 2*l.Window)
-	case algorithm.TokenBucket, algorithm.LeakyBucket:
-		return satAdd(s.A, ceilDiv(max(s.B, 0), l.Quota))
-	case algorithm.GCRA, algorithm.LeakyQueue:
+	case algorithm.GCRA, algorithm.LeakyQueue, algorithm.TokenBucket, algorithm.LeakyBucket:
 		return satAdd(s.A, 1)
 	}
 	return math.MaxInt64
@@ -232,9 +223,4 @@ func floorDiv(a, b int64) int64 {
 		q--
 	}
 	return q
-}
-
-// ceilDiv returns ⌈a/b⌉ for b > 0.
-func ceilDiv(a, b int64) int64 {
-	return -floorDiv(-a, b)
 }

@@ -45,14 +45,17 @@ func TestNewLayoutForm(t *testing.T) {
 		{"gcra 7/3s", gcra, lim{Quota: 7, Window: 3_000_000}, formWord},
 		{"gcra 1/day", gcra, lim{Quota: 1, Window: 24 * hour}, formWord},
 		{"queue with max wait", lq, lim{Quota: 10, Window: minute, MaxWait: minute}, formWord},
-		{"token bucket 100/minute", tb, lim{Quota: 100, Window: minute}, formExt},
-		{"token bucket 1000/hour", tb, lim{Quota: 1000, Window: hour}, formExt},
-		{"leaky bucket 7/3s", lb, lim{Quota: 7, Window: 3_000_000}, formExt},
+		{"token bucket 100/minute", tb, lim{Quota: 100, Window: minute}, formWord},
+		{"token bucket 1000/hour", tb, lim{Quota: 1000, Window: hour}, formWord},
+		{"token bucket burst", tb, lim{Quota: 10, Window: 1_000_000, Burst: 1000}, formWord},
+		{"leaky bucket 7/3s", lb, lim{Quota: 7, Window: 3_000_000}, formWord},
+		{"leaky bucket 1/day", lb, lim{Quota: 1, Window: 24 * hour}, formWord},
 		{"sliding 2^20/minute", sw, lim{Quota: 1 << 20, Window: minute}, formExt},
 		{"fixed 2^40/ms", fw, lim{Quota: 1 << 40, Window: 1000}, formExt},
 		{"sliding 2^40/ms", sw, lim{Quota: 1 << 40, Window: 1000}, formWide},
 		{"token bucket 999983/s", tb, lim{Quota: 999_983, Window: 1_000_000}, formExt},
-		{"bucket 2^40/ms", tb, lim{Quota: 1 << 40, Window: 1000}, formWide},
+		{"bucket 2^40/ms", tb, lim{Quota: 1 << 40, Window: 1000}, formExt},
+		{"bucket 2^43-1/ms", lb, lim{Quota: 1<<43 - 1, Window: 1000}, formWide},
 		{"unknown kind", algorithm.Kind(200), lim{Quota: 1, Window: minute}, formWide},
 	}
 	for _, tc := range tests {
@@ -88,9 +91,9 @@ func TestLayoutRoundTripExact(t *testing.T) {
 		{"gcra before base", gcra, l, state{A: testBase - 12345}},
 		{"gcra fraction", gcra, odd, state{A: testBase + 999, B: 6}},
 		{"queue fraction", lq, odd, state{A: testBase + 8_000_000, B: 3}},
-		{"token bucket full level", tb, l, state{A: testBase, B: 100 * minute}},
-		{"token bucket charged before base", tb, l, state{A: testBase - minute + 1, B: 100 * minute}},
-		{"leaky bucket odd unit", lb, odd, state{A: testBase + 17, B: 3_000_000*7 - 5}},
+		{"token bucket empty", tb, l, state{A: testBase + minute}},
+		{"token bucket full before base", tb, l, state{A: testBase - minute + 1}},
+		{"leaky bucket fraction", lb, odd, state{A: testBase + 17, B: 6}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -150,10 +153,6 @@ func randomState(r *rand.Rand, kind algorithm.Kind, l algorithm.Limit) algorithm
 		return s
 	}
 	unit, refill := gcd(l.Window, l.Quota), l.Capacity()*l.Window/l.Quota
-	if kind == algorithm.TokenBucket || kind == algorithm.LeakyBucket {
-		full := l.Capacity() * l.Window
-		return algorithm.State{A: now - r.Int64N(refill+1), B: r.Int64N(full/unit+1) * unit}
-	}
 	return algorithm.State{A: now + r.Int64N(refill+1), B: r.Int64N(l.Quota/unit) * unit}
 }
 
@@ -174,9 +173,10 @@ func TestLayoutRejectsUnfitState(t *testing.T) {
 		{"gcra a year ahead", gcra, state{A: testBase + 365*24*60*minute}},
 		{"gcra fraction off unit", gcra, state{A: testBase, B: 1}},
 		{"gcra with C", gcra, state{A: testBase, C: 1}},
-		{"bucket level off unit", tb, state{A: testBase, B: 150}},
-		{"bucket charged a day back", tb, state{A: testBase - 24*60*minute, B: 100}},
-		{"bucket far ahead", tb, state{A: testBase + 100*rebaseSpan, B: minute}},
+		{"bucket fraction off unit", tb, state{A: testBase, B: 150}},
+		{"bucket fraction of a quota", lb, state{A: testBase, B: 100}},
+		{"bucket a day back", tb, state{A: testBase - 24*60*minute}},
+		{"bucket far ahead", tb, state{A: testBase + 100*rebaseSpan}},
 		{"time overflow", gcra, state{A: -1 << 63}},
 	}
 	for _, tc := range tests {
