@@ -35,14 +35,14 @@ func TestTokenBucketBurst(t *testing.T) {
 
 func TestTokenBucketFractionalRate(t *testing.T) {
 	t.Parallel()
-	// 7 per 3 s: one token per 428571.43 µs, kept exactly as 3 000 000
-	// token·µs per token refilled at 7 per µs.
+	// 7 per 3 s: one token per 428 571 3/7 µs, kept exactly as whole µs
+	// plus sevenths of a µs.
 	l := Limit{Quota: 7, Window: 3 * second}
 	runSteps(t, TokenBucket, l, State{}, []step{
 		{"burst", 0, 7, allowed(0, 3*second)},
 		{"just short", 428_571, 1, limited(0, 3*second-428_571, 1)},
 		{"one token", 428_572, 1, allowed(0, 3*second)},
-		// 4 token·µs short of two tokens: 857 142 µs × 7 = 5 999 994.
+		// 6/7 µs short of the refill time of two tokens, 857 142 6/7 µs.
 		{"two tokens short", 428_572 + 857_142, 2, limited(1, 2_142_858, 1)},
 		{"two tokens", 428_572 + 857_143, 2, allowed(0, 3*second)},
 	})
@@ -129,10 +129,9 @@ func TestLeakyBucketClockBack(t *testing.T) {
 	})
 }
 
-// levelBucket is a token bucket in its textbook form, kept as a reference:
-// the deficit (tokens × Window) at the time of the last charge, refilled
-// by Quota per microsecond. It is how this package stored the buckets
-// before they took GCRA's state.
+// levelBucket is a reference token bucket in its textbook form: the
+// deficit (tokens × Window) at the time of the last charge, refilled by
+// Quota per microsecond.
 type levelBucket struct {
 	at, level int64
 }

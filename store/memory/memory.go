@@ -1,7 +1,8 @@
 // Package memory is calm's in-process store: rate-limit state kept in the
 // heap of one process, bounded by a maximum number of keys. A key takes
-// about 9.5 bytes under GCRA, the leaky queue and the window algorithms,
-// and about 14 under the token and leaky buckets.
+// about 9.5 bytes under every algorithm for common rules (100/minute,
+// 1000/hour, 10/second, 7/3s), and about 14 under rules whose values need
+// more than 40 bits, such as 1,048,576/minute.
 //
 // # Layout
 //
