@@ -40,6 +40,7 @@ func main() {
 	flag.IntVar(&cfg.ceilingRequests, "ceiling-requests", 400000, "requests redis-benchmark sends")
 	flag.StringVar(&cfg.only, "only", "", "comma-separated implementations to run (default all)")
 	flag.StringVar(&cfg.cpuProfile, "cpuprofile", "", "write a CPU profile of the measured runs to this file")
+	flag.BoolVar(&cfg.clients, "clients", false, "compare the go-redis and rueidis clients instead")
 	flag.Parse()
 	if err := run(cfg); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-redis:", err)
@@ -54,6 +55,7 @@ type benchConfig struct {
 	ceilingRequests  int
 	only             string
 	cpuProfile       string
+	clients          bool
 }
 
 // implementation is one rate limiter under test. check decides one request
@@ -91,6 +93,9 @@ func run(cfg benchConfig) error {
 	fmt.Printf("redis-server on %s, GOMAXPROCS=%d, %d goroutines, %d keys, %v per implementation\n\n",
 		srv.Addr, runtime.GOMAXPROCS(0), cfg.concurrency, cfg.keys, cfg.duration)
 
+	if cfg.clients {
+		return compareClients(url, cfg)
+	}
 	builders := []func(url string, cfg benchConfig) (implementation, string, error){
 		newCalm, newCalmStacked, newRedisRate, newUlule,
 	}

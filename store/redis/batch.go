@@ -19,7 +19,7 @@ const (
 	// before further requests wait to join the next call. While fewer are
 	// in flight a request is sent at once, so batching adds no latency at
 	// low load.
-	maxInflight = 4
+	maxInflight = 2
 	// maxBatchRequests and maxBatchKeys bound one call, so that a call's
 	// time inside Redis, which blocks every other client, stays short.
 	maxBatchRequests = 64

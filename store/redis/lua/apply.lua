@@ -57,8 +57,18 @@ local dry_run = mode == '2'
 local committed = {}
 local order = {}
 
+-- stored holds the value of every key as Redis had it before the call,
+-- read with one MGET.
+local stored = {}
+if #KEYS > 0 then
+  local values = redis.call('MGET', unpack(KEYS))
+  for i = 1, #KEYS do
+    stored[KEYS[i]] = values[i]
+  end
+end
+
 -- load returns the state of key for kind: from an earlier request of the
--- batch, or from Redis.
+-- batch, or as Redis had it.
 local function load(key, kind)
   local s = committed[key]
   if s then
@@ -67,7 +77,7 @@ local function load(key, kind)
     end
     return 0, 0, 0
   end
-  local v = redis.call('GET', key)
+  local v = stored[key]
   if v then
     local a, b, c, k = string.match(v, '^(%-?%d+) (%-?%d+) (%-?%d+) (%d+)$')
     if a and tonumber(k) == kind then
