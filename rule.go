@@ -1,6 +1,7 @@
 package calm
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -32,6 +33,9 @@ func ParseRule(s string) (Rule, error) {
 		return Rule{}, fmt.Errorf("invalid rule %q: want REQUESTS/WINDOW, such as 100/minute", s)
 	}
 	requests, err := strconv.ParseInt(strings.TrimSpace(count), 10, 64)
+	if errors.Is(err, strconv.ErrRange) && !strings.HasPrefix(strings.TrimSpace(count), "-") {
+		return Rule{}, fmt.Errorf("invalid rule %q: request count overflows a 64-bit integer", s)
+	}
 	if err != nil || requests <= 0 {
 		return Rule{}, fmt.Errorf("invalid rule %q: request count must be a positive integer", s)
 	}

@@ -65,6 +65,14 @@ func TestParseRuleInvalid(t *testing.T) {
 	}
 }
 
+func TestParseRuleOverflowMessage(t *testing.T) {
+	t.Parallel()
+	_, err := ParseRule("99999999999999999999/second")
+	if err == nil || !strings.Contains(err.Error(), "overflows") {
+		t.Errorf("ParseRule(99999999999999999999/second) error = %v, want an overflow message", err)
+	}
+}
+
 func TestParseRulesStack(t *testing.T) {
 	t.Parallel()
 	rules, err := ParseRules("100/minute, 1000/hour")
