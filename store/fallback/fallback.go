@@ -7,7 +7,7 @@
 // succeeds, checks go back to the primary. Each transition is logged once.
 //
 // While the secondary decides, each server counts on its own, so a service
-// of N servers may admit up to N times a limit; that is the price of staying
+// of N servers may admit up to N times a limit. That is the price of staying
 // up, and it is why RATELIMIT_FALLBACK_TO_MEMORY can be turned off.
 package fallback
 
@@ -121,10 +121,10 @@ func New(cfg Config) (*Store, error) {
 // Degraded reports whether checks currently go to the secondary store.
 func (s *Store) Degraded() bool { return s.degraded.Load() }
 
-// Apply implements store.Store. While the primary is healthy it decides;
-// when it fails with store.ErrUnavailable and ctx is still live, the same
-// call is decided by the secondary, so a failing primary delays a request
-// by at most the primary's own timeout, once.
+// Apply implements store.Store. While the primary is healthy it decides.
+// When it fails with store.ErrUnavailable and ctx is still live, the
+// secondary decides the same call, so a failing primary delays a request by
+// at most the primary's own timeout, once.
 func (s *Store) Apply(ctx context.Context, checks []store.Check, cost int64, out []algorithm.Decision) (bool, error) {
 	if s.closed.Load() {
 		return false, store.ErrClosed

@@ -188,7 +188,7 @@ func TestFallbackAndRecovery(t *testing.T) {
 }
 
 // TestHungRedisFallsBackWithinTimeout pauses redis-server so that it keeps
-// its connections but answers nothing.
+// its connections but replies to nothing.
 func TestHungRedisFallsBackWithinTimeout(t *testing.T) {
 	f := newFixture(t, 100*time.Millisecond)
 	applyOK(t, f.store)

@@ -1,4 +1,4 @@
-// Package nearcache answers most checks of hot keys without a round trip to
+// Package nearcache decides most checks of hot keys without a round trip to
 // a shared store, and never admits more than the shared store would.
 //
 // A naive near-cache counts locally and syncs with Redis now and then, so
@@ -138,7 +138,7 @@ func (s *Store) Apply(ctx context.Context, checks []store.Check, cost int64, out
 	return s.lease(ctx, e, now, checks, cost, out[:len(checks)])
 }
 
-// local answers from the entry when a cached denial or the lease covers
+// local decides from the entry when the lease or a cached denial covers
 // the request, and reports whether it did.
 func (e *entry) local(now time.Time, cost int64, out []algorithm.Decision) (allowed, ok bool) {
 	e.mu.Lock()
@@ -230,10 +230,10 @@ func (e *entry) nextSize(now time.Time, cost int64, cfg Config) int64 {
 	return max(n, 1)
 }
 
-// leaseEnd returns when a lease charged at sent stops being usable:
-// after the lease time, and never after the end of the window a window
-// algorithm charged it in, because a unit charged in one window and used in
-// the next would be counted in neither. The store decided after sent, so
+// leaseEnd returns when a lease charged at sent stops being usable: after
+// the lease time, and never after the end of the window that a window
+// algorithm charged it in. A unit charged in one window and used in the
+// next would be counted in neither. The store decided after sent, so
 // sent plus the time to the window's end is never late. Bucket algorithms
 // and GCRA need no such bound: a unit charged early and used late only
 // makes the bucket fuller than it is.

@@ -165,7 +165,7 @@ type scratch struct {
 	args     []string
 }
 
-// limitKey is a limit as the script tells limits apart.
+// limitKey identifies a distinct limit in the arguments of a call.
 type limitKey struct {
 	kind  algorithm.Kind
 	limit algorithm.Limit
@@ -240,7 +240,7 @@ func (sc *scratch) finish() []string {
 }
 
 // horizonMillis returns how long, in milliseconds after it was written, the
-// state of a key under kind and l can still change a decision; after that
+// state of a key under kind and l can still change a decision. After that
 // the state decides as the zero State does, so the key expires. The bounds
 // follow the State layout of package algorithm: a window state matters
 // until the end of the window after next (sliding) or of its own window

@@ -93,8 +93,8 @@ func (s *Store) applyBatched(ctx context.Context, c rueidis.Client, checks []sto
 
 // abandon withdraws a request whose context ended while it waited. A
 // request already taken into a call, or handed the lead, cannot be
-// withdrawn: a goroutine waits for it and leads when told to, so that the
-// queue keeps moving. Such a request is not reused.
+// withdrawn. A goroutine then waits for it and leads the next call if the
+// lead comes to it, so that the queue keeps moving. Such a request is not reused.
 func (s *Store) abandon(c rueidis.Client, req *request) {
 	b := &s.batch
 	b.mu.Lock()
@@ -113,8 +113,8 @@ func (s *Store) abandon(c rueidis.Client, req *request) {
 	}()
 }
 
-// lead sends one call with first and as many waiting requests as fit, tells
-// each that it was decided, and hands the lead to the next waiting request
+// lead sends one call with first and as many waiting requests as fit,
+// signals each that it was decided, and hands the lead to the next waiting request
 // or, when none waits, gives its in-flight slot back.
 func (s *Store) lead(c rueidis.Client, first *request) {
 	b := &s.batch

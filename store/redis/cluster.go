@@ -23,9 +23,9 @@ type slotCall struct {
 // hash slots, one script per slot. Each script charges its slot only when
 // all of that slot's checks allow, and when a slot denies or fails, the
 // slots that charged are refunded. Over-admission cannot happen, because
-// every slot decides on its own state atomically; but between a charge and
-// its refund, other requests see less budget than they should and may be
-// denied.
+// every slot decides on its own state atomically. Between a charge and its
+// refund, though, other requests see less budget than they should and may
+// be denied.
 //
 // By default the slots run one after another in check order, stopping at
 // the first denial, so a request denied by an earlier (narrower) check
@@ -70,9 +70,9 @@ func (s *Store) applyAcrossSlots(ctx context.Context, c rueidis.Client, checks [
 // sendSlots sends the apply script in mode to the given slot calls at once
 // and copies their decisions into out. It returns whether every call
 // allowed, which calls charged, and the first error.
-func (s *Store) sendSlots(ctx context.Context, c rueidis.Client, checks []store.Check, now string, cost int64, mode string, calls []slotCall, which []int, out []algorithm.Decision) (bool, []int, error) {
-	cmds := make(rueidis.Commands, len(which))
-	for n, g := range which {
+func (s *Store) sendSlots(ctx context.Context, c rueidis.Client, checks []store.Check, now string, cost int64, mode string, calls []slotCall, selected []int, out []algorithm.Decision) (bool, []int, error) {
+	cmds := make(rueidis.Commands, len(selected))
+	for n, g := range selected {
 		call := &calls[g]
 		call.checks = call.checks[:0]
 		for _, i := range call.idx {
@@ -89,7 +89,7 @@ func (s *Store) sendSlots(ctx context.Context, c rueidis.Client, checks []store.
 	var firstErr error
 	var charged []int
 	decisions := make([]algorithm.Decision, len(checks))
-	for n, g := range which {
+	for n, g := range selected {
 		call := &calls[g]
 		resp := resps[n]
 		if isNoScript(resp.Error()) {
@@ -129,7 +129,7 @@ func parseSlot(resp rueidis.RedisResult, checks []store.Check, out []algorithm.D
 }
 
 // refund takes back the charges of the given slot calls. It runs even when
-// ctx has expired, within the store's timeout; a refund that fails leaves
+// ctx has expired, within the store's timeout. A refund that fails leaves
 // the charge in place, which denies more, never admits more.
 func (s *Store) refund(ctx context.Context, c rueidis.Client, checks []store.Check, now string, cost int64, calls []slotCall, charged []int) {
 	if len(charged) == 0 {

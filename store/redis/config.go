@@ -37,7 +37,7 @@ type Config struct {
 	TLSConfig *tls.Config
 	// MaxConnections caps the TCP connections to each Redis node. The client
 	// pipelines the commands of all goroutines over these connections, so a
-	// few are enough; the value is rounded down to a power of two, at most
+	// few are enough. The value is rounded down to a power of two, at most
 	// 256. Zero means the client's default: 4 per node, or 1 per node of a
 	// Redis Cluster.
 	MaxConnections int
@@ -53,19 +53,19 @@ type Config struct {
 	// ParallelSlots changes how a request whose checks live in several
 	// Redis Cluster hash slots is charged. By default the slots are charged
 	// one after another, in check order, stopping at the first denial and
-	// refunding the slots already charged: one round trip per slot, and
-	// no request is denied for budget that a refund later returns, as long
-	// as the narrowest check comes first (calm.Limiter keeps the caller's
-	// order: user, endpoint, global). With ParallelSlots every slot is
-	// charged at once, in one round trip; in a burst, requests that arrive
-	// while a charge waits for its refund may be denied (8 to 53 of 100 in
-	// the burst test of docs/REDIS.md). Neither mode ever admits more than
-	// a limit. Nothing changes on a standalone Redis or for checks that
-	// share a slot.
+	// refunding the slots already charged. That takes one round trip per
+	// slot, and no request is denied for budget that a refund later
+	// returns, as long as the narrowest check comes first (calm.Limiter
+	// keeps the caller's order: user, endpoint, global). With ParallelSlots
+	// every slot is charged at once, in one round trip. In a burst, requests
+	// that arrive while a charge waits for its refund may then be denied (8
+	// to 53 of 100 in the burst test of docs/REDIS.md). Neither mode ever
+	// admits more than a limit. Nothing changes on a standalone Redis or
+	// for checks that share a slot.
 	ParallelSlots bool
 	// Now supplies the time of every decision. Nil means the Redis server
 	// clock (TIME inside the script), so that servers with skewed clocks
-	// agree; set it only in tests or with a single app server.
+	// agree. Set it only in tests or with a single app server.
 	Now func() time.Time
 }
 

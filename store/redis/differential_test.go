@@ -35,10 +35,10 @@ func randomLimit(rng *rand.Rand) algorithm.Limit {
 }
 
 // randomStep returns a clock step forward: mostly small, sometimes a
-// window or more. The memory store holds its time at the latest it has seen
-// after a step back, while a Redis store with client time decides at the
-// time given, so the traces never step back; the algorithm package's own
-// Go-versus-Lua test covers steps back.
+// window or more. After a step back, the memory store keeps deciding at the
+// latest time it has seen, while a Redis store with client time decides at
+// the time given. So the traces never step back; the algorithm package's
+// own Go-versus-Lua test covers steps back.
 func randomStep(rng *rand.Rand) int64 {
 	switch rng.IntN(10) {
 	case 0, 1:

@@ -6,9 +6,8 @@
 // algorithm, and charges all of them or none. Keys built by calm.Limiter put
 // the rules of one check under one hash tag, so a standalone Redis, or a
 // request whose checks share a slot, needs one round trip. On a Redis Cluster
-// the checks of other slots run in parallel on their nodes; when one slot
-// denies, the slots that charged are refunded, so the request is never
-// admitted over a limit.
+// the slots of a request are charged in turn, and when one slot denies, the
+// slots that charged are refunded. No request is admitted over a limit.
 //
 // The store works with a standalone Redis, Redis Sentinel and Redis Cluster
 // through the rueidis client, whose auto-pipelining carries the checks of
@@ -67,7 +66,7 @@ const (
 var _ store.Store = (*Store)(nil)
 
 // New returns a Store for cfg. It connects and loads the scripts before it
-// returns, waiting at most cfg.SocketTimeout; when Redis cannot be reached
+// returns, waiting at most cfg.SocketTimeout. When Redis cannot be reached
 // it still returns a Store, which keeps trying in the background. It
 // returns an error only for an invalid configuration.
 func New(cfg Config) (*Store, error) {
@@ -181,8 +180,8 @@ func (s *Store) dialNow(ctx context.Context) error {
 }
 
 // Ping connects if needed, loads the scripts, and reports whether every
-// Redis node answers within the time ctx allows. A fallback store probes
-// with it; it returns an error that wraps store.ErrUnavailable.
+// Redis node replies to PING within the time ctx allows. A fallback store
+// probes with it. Its errors wrap store.ErrUnavailable.
 func (s *Store) Ping(ctx context.Context) error {
 	if s.closed.Load() {
 		return store.ErrClosed

@@ -134,7 +134,7 @@ func isNoScript(err error) bool {
 	return ok && rerr.IsNoScript()
 }
 
-// load sends SCRIPT LOAD for every script to every node the client knows.
+// load sends SCRIPT LOAD for every script to every node of the client.
 func load(ctx context.Context, c rueidis.Client, scripts ...script) error {
 	for _, node := range c.Nodes() {
 		for _, sc := range scripts {
@@ -147,9 +147,9 @@ func load(ctx context.Context, c rueidis.Client, scripts ...script) error {
 }
 
 // Script returns the Lua source of the script that Apply runs for checks
-// that all use algorithm kind, and its SHA1 digest, the name EVALSHA uses,
-// so that an operator can check it with SCRIPT EXISTS or measure Redis
-// alone with redis-benchmark. Its header documents KEYS, ARGV and the
+// that all use algorithm kind, and its SHA1 digest, the name EVALSHA uses.
+// An operator can check it with SCRIPT EXISTS or measure Redis alone with
+// redis-benchmark. Its header documents KEYS, ARGV and the
 // reply.
 func Script(kind algorithm.Kind) (source, sha string) {
 	sc := scriptFor(kind, false)

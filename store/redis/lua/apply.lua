@@ -1,7 +1,7 @@
 -- apply.lua decides a batch of requests, one after another. Each request
 -- has one or more checks and is charged on all of them or on none. The
--- algorithm functions are inserted where the ALGORITHMS marker stands; each
--- is registered as DECIDE[kind] with this signature:
+-- algorithm functions replace the ALGORITHMS marker line. Each is
+-- registered as DECIDE[kind] with this signature:
 --
 --   DECIDE[kind](a, b, c, now, quota, window, burst, delay, max_wait, cost)
 --     -> a, b, c, allowed, reason, limit, remaining, reset_after, retry_after, wait
@@ -52,12 +52,12 @@ local mode = ARGV[2]
 local with_state = mode == '1'
 local dry_run = mode == '2'
 
--- committed holds the state each key will be written with:
+-- committed maps each key to the state it will be written with:
 -- {a, b, c, kind, ttl}. order lists those keys in first-write order.
 local committed = {}
 local order = {}
 
--- stored holds the value of every key as Redis had it before the call,
+-- stored maps every key to its value as Redis had it before the call,
 -- read with one MGET.
 local stored = {}
 if #KEYS > 0 then
@@ -105,7 +105,7 @@ local function decide_request(reply, p, k)
   p = p + 2
   local head = #reply + 1
   reply[head] = 1
-  -- pending holds the new states of this request, so that a key listed
+  -- pending maps keys to the new states of this request, so that a key listed
   -- twice is charged twice, in order, as the memory store does.
   local pending = {}
   local pending_order = {}

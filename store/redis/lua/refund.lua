@@ -1,6 +1,6 @@
 -- refund.lua gives back the charge of a request that one Redis Cluster slot
--- admitted while another slot denied it. The undo functions are inserted
--- where the UNDO marker stands (see undo.lua).
+-- admitted while another slot denied it. The undo functions of undo.lua
+-- replace the UNDO marker line.
 --
 -- KEYS[i]   state of check i, charged by apply.lua for this request.
 -- ARGV[1]   now in Unix microseconds, or "" to read the Redis clock (TIME).

@@ -1,4 +1,4 @@
--- undo.lua holds the refund of each algorithm: UNDO[kind] removes the
+-- undo.lua defines the refund of each algorithm: UNDO[kind] removes the
 -- charge of one admitted request from the current state of its key, after
 -- other requests may have charged the key too.
 --
