@@ -337,6 +337,16 @@ func signature(checks []store.Check) string {
 	return b.String()
 }
 
+// Ping reports whether the shared store is healthy, when it can tell (it
+// has a Ping method, as the Redis store does), so that a fallback store can
+// probe through the cache. Without one it returns nil.
+func (s *Store) Ping(ctx context.Context) error {
+	if p, ok := s.cfg.Store.(interface{ Ping(context.Context) error }); ok {
+		return p.Ping(ctx)
+	}
+	return nil
+}
+
 // Close closes the shared store.
 func (s *Store) Close() error {
 	return s.cfg.Store.Close()
