@@ -169,53 +169,17 @@ func TestRedisOutageEndToEnd(t *testing.T) {
 		"RATELIMIT_REDIS_TIMEOUT": "5s",
 	})
 
-	var mu sync.Mutex
-	counts := map[int]int{}
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for w := 0; w < 6; w++ {
-		wg.Add(1)
-		go func(w int) {
-			defer wg.Done()
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				code := send(http.MethodGet, procs[(w+i)%3].url+"/public/products")
-				mu.Lock()
-				counts[code]++
-				mu.Unlock()
-			}
-		}(w)
-	}
-	waitRequests := func(n int) {
-		deadline := time.Now().Add(20 * time.Second)
-		for {
-			mu.Lock()
-			total := 0
-			for _, c := range counts {
-				total += c
-			}
-			mu.Unlock()
-			if total >= n || time.Now().After(deadline) {
-				return
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
-	}
-	waitRequests(100)
+	load := newLoad(procs, "/public/products")
+	load.waitRequests(100)
 	srv.Stop()
-	waitRequests(400)
+	load.waitRequests(400)
 	srv.Restart(t)
 	for _, p := range procs {
 		waitFor(t, func() bool { return strings.Contains(p.logs.String(), "store recovered") },
 			"the Redis store to recover", p)
 	}
-	waitRequests(700)
-	close(stop)
-	wg.Wait()
+	load.waitRequests(700)
+	counts := load.stop()
 
 	for code, n := range counts {
 		if code == 0 || code >= 500 {
@@ -234,6 +198,110 @@ func TestRedisOutageEndToEnd(t *testing.T) {
 		t.Errorf("after recovery, admitted %d of 30 requests on a shared 5/minute route, want 5 (%v)",
 			got[http.StatusOK], got)
 	}
+}
+
+// TestRedisClusterOutageEndToEnd stops one master of a 3-master Redis
+// Cluster while three servers take traffic, then starts it again: no
+// request may fail with a 5xx, and the servers must share one limit again
+// on their own.
+func TestRedisClusterOutageEndToEnd(t *testing.T) {
+	t.Parallel()
+	cl := redistest.StartCluster(t, 3)
+	addrs := cl.Addrs()
+	procs := startCalms(t, 3, map[string]string{
+		"RATELIMIT_REDIS_URL":     "redis://" + addrs[0] + "?addr=" + addrs[1] + "&addr=" + addrs[2],
+		"RATELIMIT_ENVIRONMENT":   "e2e-cluster-outage",
+		"RATELIMIT_REDIS_TIMEOUT": "5s",
+	})
+
+	load := newLoad(procs, "/public/products")
+	load.waitRequests(100)
+	cl.Servers[1].Stop()
+	load.waitRequests(400)
+	cl.RestartNode(t, 1)
+	for _, p := range procs {
+		waitFor(t, func() bool { return strings.Contains(p.logs.String(), "store recovered") },
+			"the Redis store to recover", p)
+	}
+	load.waitRequests(700)
+	counts := load.stop()
+	for code, n := range counts {
+		if code == 0 || code >= 500 {
+			t.Errorf("%d requests got status %d during the outage (all statuses %v)", n, code, counts)
+		}
+	}
+
+	// Back on the Cluster, the three servers share one 5/minute limit again.
+	// A server whose probe succeeded before every slot was served again may
+	// fall back once more, so this waits until one burst shows the shared
+	// limit.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		got := statusCounts(procs, http.MethodGet, "/api/export", 30, 6)
+		if got[http.StatusOK] == 5 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after recovery, admitted %d of 30 requests on a shared 5/minute route, want 5 (%v)",
+				got[http.StatusOK], got)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// load sends GET requests to path from 6 goroutines, round robin over the
+// servers, until stop.
+type load struct {
+	mu     sync.Mutex
+	counts map[int]int
+	done   chan struct{}
+	wg     sync.WaitGroup
+}
+
+func newLoad(procs []*process, path string) *load {
+	l := &load{counts: map[int]int{}, done: make(chan struct{})}
+	for w := 0; w < 6; w++ {
+		l.wg.Add(1)
+		go func(w int) {
+			defer l.wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-l.done:
+					return
+				default:
+				}
+				code := send(http.MethodGet, procs[(w+i)%len(procs)].url+path)
+				l.mu.Lock()
+				l.counts[code]++
+				l.mu.Unlock()
+			}
+		}(w)
+	}
+	return l
+}
+
+// waitRequests waits, at most 20 seconds, until n requests were answered.
+func (l *load) waitRequests(n int) {
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		l.mu.Lock()
+		total := 0
+		for _, c := range l.counts {
+			total += c
+		}
+		l.mu.Unlock()
+		if total >= n || time.Now().After(deadline) {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// stop ends the load and returns how many requests got each status.
+func (l *load) stop() map[int]int {
+	close(l.done)
+	l.wg.Wait()
+	return l.counts
 }
 
 // TestRedisProductionFallbackChoice starts production without Redis: it

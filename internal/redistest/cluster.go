@@ -53,11 +53,7 @@ func startCluster(t testing.TB, bin, cli string, n int) (*Cluster, error) {
 			c.Stop()
 			return nil, err
 		}
-		s, err := StartOnPort(bin, t.TempDir(), port,
-			"--cluster-enabled", "yes",
-			"--cluster-config-file", "nodes.conf",
-			"--cluster-node-timeout", "2000",
-		)
+		s, err := StartOnPort(bin, t.TempDir(), port, clusterArgs...)
 		if err != nil {
 			c.Stop()
 			return nil, err
@@ -119,6 +115,23 @@ func (c *Cluster) waitReady(limit time.Duration) error {
 			return fmt.Errorf("cluster not ready after %v; last CLUSTER INFO:\n%s", limit, last)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// clusterArgs are the redis-server arguments of a cluster node.
+var clusterArgs = []string{
+	"--cluster-enabled", "yes",
+	"--cluster-config-file", "nodes.conf",
+	"--cluster-node-timeout", "2000",
+}
+
+// RestartNode starts node i again after its Stop, on the same port and with
+// the same nodes.conf, and waits until every node reports cluster_state:ok.
+func (c *Cluster) RestartNode(t testing.TB, i int) {
+	t.Helper()
+	c.Servers[i].Restart(t, clusterArgs...)
+	if err := c.waitReady(30 * time.Second); err != nil {
+		t.Fatalf("restarting cluster node %d: %v", i, err)
 	}
 }
 
