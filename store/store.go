@@ -24,7 +24,9 @@ type Store interface {
 	// Apply decides every check at once for a request of the given cost and
 	// writes one decision per check into out, which must be at least as long
 	// as checks. When every check allows, all of them are charged and Apply
-	// returns true; otherwise none is charged and Apply returns false.
+	// returns true; otherwise none is charged and Apply returns false, and
+	// the decisions of the checks that allowed describe their budgets
+	// without this request, as a request of cost 0 would see them.
 	// The store's clock supplies the time. A non-nil error means no decision
 	// was made and nothing was charged.
 	Apply(ctx context.Context, checks []Check, cost int64, out []algorithm.Decision) (bool, error)

@@ -69,6 +69,19 @@ func (r *referenceStore) apply(checks []store.Check, shards []int, now, cost int
 				r.states[k] = e
 			}
 		}
+	} else {
+		// Nothing is charged: the checks that allowed report their budgets
+		// as a request of cost 0 sees them before this request.
+		for i, c := range checks {
+			if !out[i].Allowed {
+				continue
+			}
+			e, ok := r.states[c.Key]
+			if ok && (e.kind != c.Algorithm || expiry(e.kind, e.limit, e.state) <= now) {
+				e = refEntry{}
+			}
+			_, out[i] = algorithm.Decide(c.Algorithm, e.state, now, c.Limit, 0)
+		}
 	}
 	return allowed
 }

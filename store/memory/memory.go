@@ -335,6 +335,7 @@ func (s *Store) decideLocked(checks []store.Check, refs []ref, now, cost int64,
 		allowed = allowed && d.Allowed
 	}
 	if !allowed {
+		reportUncharged(checks, refs, loaded, now, out)
 		return false
 	}
 
@@ -346,6 +347,24 @@ func (s *Store) decideLocked(checks []store.Check, refs []ref, now, cost int64,
 		s.shards[r.shard].save(r.hash, r.idx, r.lay, c.Algorithm, c.Limit, states[i], layouts)
 	}
 	return true
+}
+
+// reportUncharged rewrites the decisions of the checks that allowed a request
+// that another check denied: nothing was charged, so each reports its
+// budget as a request of cost 0 sees it, from the state before the request.
+func reportUncharged(checks []store.Check, refs []ref, loaded []algorithm.State, now int64,
+	out []algorithm.Decision) {
+	for i := range checks {
+		if !out[i].Allowed {
+			continue
+		}
+		first := i
+		for refs[first].same >= 0 {
+			first = refs[first].same
+		}
+		c := &checks[i]
+		_, out[i] = algorithm.Decide(c.Algorithm, loaded[first], now, c.Limit, 0)
+	}
 }
 
 func (s *Store) hash(key string) uint64 {

@@ -456,3 +456,37 @@ func TestApplyWhileRulesAreAdded(t *testing.T) {
 	wg.Wait()
 	checkInvariants(t, s)
 }
+
+func TestDeniedRequestReportsUnchargedBudgets(t *testing.T) {
+	t.Parallel()
+	s := newTestStore(t, newTestClock(), 0, 0)
+	kinds := []algorithm.Kind{
+		algorithm.SlidingWindow, algorithm.FixedWindow, algorithm.TokenBucket,
+		algorithm.LeakyBucket, algorithm.LeakyQueue, algorithm.GCRA,
+	}
+	for _, kind := range kinds {
+		minute := store.Check{Key: "k:" + kind.String() + ":60", Algorithm: kind, Limit: perMinute(3)}
+		hour := store.Check{Key: "k:" + kind.String() + ":3600", Algorithm: kind, Limit: perWindow(1, time.Hour)}
+		checks := []store.Check{minute, hour}
+		out := make([]algorithm.Decision, 2)
+		if ok, err := s.Apply(context.Background(), checks, 1, out); err != nil || !ok {
+			t.Fatalf("%s: first Apply = %v, %v; want allowed", kind, ok, err)
+		}
+		// The hour rule denies the second request, so the minute rule is
+		// not charged and must report the 2 units it still has.
+		ok, err := s.Apply(context.Background(), checks, 1, out)
+		if err != nil || ok {
+			t.Fatalf("%s: second Apply = %v, %v; want denied", kind, ok, err)
+		}
+		if !out[0].Allowed || out[0].Remaining != 2 {
+			t.Errorf("%s: minute decision of a denied request = %+v, want allowed with Remaining 2", kind, out[0])
+		}
+		free := make([]algorithm.Decision, 1)
+		if _, err := s.Apply(context.Background(), checks[:1], 0, free); err != nil {
+			t.Fatalf("%s: Apply(cost 0) error: %v", kind, err)
+		}
+		if free[0] != out[0] {
+			t.Errorf("%s: minute decision of a denied request = %+v, want the cost-0 view %+v", kind, out[0], free[0])
+		}
+	}
+}

@@ -110,6 +110,9 @@ local function decide_request(reply, p, k)
   local pending = {}
   local pending_order = {}
   local all = true
+  -- checked lists {key, limit, reply index} of each check, so that a
+  -- denied request can report the budgets it did not charge.
+  local checked = {}
 
   for _ = 1, n do
     local l = limits[tonumber(ARGV[p])]
@@ -149,6 +152,7 @@ local function decide_request(reply, p, k)
     end
 
     local r = #reply
+    checked[#checked + 1] = {key, l, r}
     reply[r + 1], reply[r + 2], reply[r + 3] = reason, remaining, reset_after
     reply[r + 4], reply[r + 5] = retry_after, wait
     if with_state then
@@ -159,6 +163,18 @@ local function decide_request(reply, p, k)
 
   if not all then
     reply[head] = 0
+    -- Nothing is charged, so a check that allowed reports its budget as a
+    -- request of cost 0 sees it, from the state before this request.
+    for _, ch in ipairs(checked) do
+      local key, l, r = ch[1], ch[2], ch[3]
+      if reply[r + 1] == 0 then
+        local a, b, c = load(key, l[1])
+        local _, _, _, _, reason, _, remaining, reset_after, retry_after, wait =
+          DECIDE[l[1]](a, b, c, now, l[2], l[3], l[4], l[5], l[6], 0)
+        reply[r + 1], reply[r + 2], reply[r + 3] = reason, remaining, reset_after
+        reply[r + 4], reply[r + 5] = retry_after, wait
+      end
+    end
   elseif not dry_run then
     for _, key in ipairs(pending_order) do
       local s, w = committed[key], pending[key]
