@@ -51,11 +51,10 @@ type Check struct {
 	// before it reaches a store. Empty for endpoint-wide and global checks.
 	Client string
 	Rules  []Rule
-	// BaseRules, when set, are the rules the policy chose before a
-	// per-client rewrite such as a tier replaced Rules. Layers that belong
-	// to the endpoint rather than to one client derive from them, so every
-	// client of an endpoint meets the same endpoint-wide limit. Allow
-	// ignores them.
+	// BaseRules, when set, size the layers that belong to the endpoint
+	// rather than to one client, in place of Rules, which a per-client
+	// rewrite such as a tier may have replaced. Every client of an endpoint
+	// then meets the same endpoint-wide limit. Allow ignores them.
 	BaseRules []Rule
 	Algorithm *algorithm.Kind // nil means the limiter's algorithm
 	// Burst overrides the bucket capacity for bucket algorithms; 0 means

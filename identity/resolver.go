@@ -360,7 +360,7 @@ func (res *Resolver) RewriteChecks(r *http.Request, checks []calm.Check) []calm.
 			continue
 		}
 		if c.BaseRules == nil {
-			c.BaseRules = c.Rules
+			c.BaseRules = t.Widest(c.Rules)
 		}
 		switch {
 		case id.Verified && id.Tier != "":

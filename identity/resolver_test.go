@@ -365,8 +365,8 @@ func TestRewriteChecks(t *testing.T) {
 		if got[1].Policy != "wide" {
 			t.Errorf("endpoint check policy = %s, want wide (unchanged)", got[1].Policy)
 		}
-		if len(got[0].BaseRules) != 1 || got[0].BaseRules[0].Requests != 100 {
-			t.Errorf("user check BaseRules = %v, want the policy's 100/minute", got[0].BaseRules)
+		if len(got[0].BaseRules) != 1 || got[0].BaseRules[0].Requests != 1000 {
+			t.Errorf("user check BaseRules = %v, want 1000/minute, the widest tier", got[0].BaseRules)
 		}
 	})
 	t.Run("anonymous", func(t *testing.T) {

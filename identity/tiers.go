@@ -176,6 +176,29 @@ func (t *Tiers) Names() []string { return slices.Clone(t.names) }
 // Rules returns the rules of a configured tier, or nil.
 func (t *Tiers) Rules(name string) []calm.Rule { return t.levels[name] }
 
+// Widest returns, for each window in base or in any tier, the largest
+// request count among them. It sizes limits that belong to a tiered
+// endpoint rather than to one client, so that no single client's tier can
+// exhaust them.
+func (t *Tiers) Widest(base []calm.Rule) []calm.Rule {
+	out := slices.Clone(base)
+	add := func(r calm.Rule) {
+		for i := range out {
+			if out[i].Window == r.Window {
+				out[i].Requests = max(out[i].Requests, r.Requests)
+				return
+			}
+		}
+		out = append(out, r)
+	}
+	for _, name := range t.names {
+		for _, r := range t.levels[name] {
+			add(r)
+		}
+	}
+	return out
+}
+
 // Anonymous returns the rules for requests without verified identity on
 // tiered routes, or nil when none are configured.
 func (t *Tiers) Anonymous() []calm.Rule { return t.anonymous }
