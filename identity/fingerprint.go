@@ -9,6 +9,7 @@ import (
 	"hash"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -197,17 +198,18 @@ func appendPart(b []byte, tag byte, value string) []byte {
 	return append(b, value...)
 }
 
-// headerValue joins every line of a header in order, cut to
-// maxFingerprintValue bytes. Several lines are length-prefixed like parts.
+// headerValue joins every line of a header in order, each cut to
+// maxFingerprintValue bytes. The line count and a length prefix per line
+// come first, so that no single line can spell the encoding of several:
+// "3:abc2:de" as one line and "abc", "de" as two stay different.
 func headerValue(r *http.Request, name string) string {
 	values := r.Header.Values(name)
-	switch len(values) {
-	case 0:
+	if len(values) == 0 {
 		return ""
-	case 1:
-		return truncate(values[0])
 	}
 	var b strings.Builder
+	b.WriteString(strconv.Itoa(len(values)))
+	b.WriteByte('#')
 	for _, v := range values {
 		v = truncate(v)
 		b.WriteString(fmt.Sprintf("%d:", len(v)))

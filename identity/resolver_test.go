@@ -237,6 +237,21 @@ func TestFingerprintSeparatorInjection(t *testing.T) {
 	}
 }
 
+func TestFingerprintMultiLineHeader(t *testing.T) {
+	t.Parallel()
+	res := newTestResolver(t, nil)
+	twoLines := request("198.51.100.7:1", nil)
+	twoLines.Header.Add("User-Agent", "abc")
+	twoLines.Header.Add("User-Agent", "de")
+	// One line that spells a length-prefixed encoding of the two lines.
+	for _, ua := range []string{"3:abc2:de", "2#3:abc2:de", "abcde", "abc, de"} {
+		oneLine := request("198.51.100.7:1", map[string]string{"User-Agent": ua})
+		if res.Identify(oneLine).Key == res.Identify(twoLines).Key {
+			t.Errorf("User-Agent %q has the fingerprint of the two lines \"abc\", \"de\"", ua)
+		}
+	}
+}
+
 func TestFingerprintLevels(t *testing.T) {
 	t.Parallel()
 	base := map[string]string{"User-Agent": "ua", "Accept-Language": "en"}
