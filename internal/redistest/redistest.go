@@ -157,7 +157,8 @@ func FreePort() (int, error) {
 	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
-// Ping sends a RESP PING to addr and reports an error unless it gets PONG.
+// Ping sends a RESP PING to addr and reports an error unless it gets PONG,
+// or NOAUTH from a server with a password.
 func Ping(addr string) error {
 	conn, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
 	if err != nil {
@@ -172,7 +173,8 @@ func Ping(addr string) error {
 	if err != nil {
 		return err
 	}
-	if !strings.HasPrefix(line, "+PONG") {
+	// A server with a password answers NOAUTH, which also shows it is up.
+	if !strings.HasPrefix(line, "+PONG") && !strings.HasPrefix(line, "-NOAUTH") {
 		return fmt.Errorf("unexpected reply to PING: %q", line)
 	}
 	return nil
