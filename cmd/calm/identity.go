@@ -79,6 +79,7 @@ func (e *identityExtension) setup(ctx context.Context, gw *gateway) error {
 			Identity:        e.settings,
 		})
 	})
+	e.warnRiskySwitches(gw)
 	tierCount := 0
 	if tiers != nil {
 		tierCount = len(tiers.Names())
@@ -87,6 +88,21 @@ func (e *identityExtension) setup(ctx context.Context, gw *gateway) error {
 		"jwt", e.settings.JWTConfigured(), "tiers", tierCount,
 		"trusted_proxies", len(e.settings.TrustedProxies))
 	return nil
+}
+
+// warnRiskySwitches logs one warning at start-up for each setting that lets
+// clients choose their own bucket, so that it never stays on unnoticed.
+func (e *identityExtension) warnRiskySwitches(gw *gateway) {
+	if e.settings.AllowUnverified {
+		gw.logger.Warn("unverified tokens split client buckets: any client can pick a new bucket "+
+			"by sending a new token; tiers and permissions still need a verified token",
+			"component", "identity", "setting", "RATELIMIT_AUTH_ALLOW_UNVERIFIED_TOKENS")
+	}
+	if e.settings.TrustForwardedFor && len(e.settings.TrustedProxies) == 0 {
+		gw.logger.Warn("X-Forwarded-For is trusted from every peer: a client that reaches calm "+
+			"directly can pick its own address; list the proxies in RATELIMIT_FP_TRUSTED_PROXIES",
+			"component", "identity", "setting", "RATELIMIT_FP_TRUST_X_FORWARDED_FOR")
+	}
 }
 
 // tiers returns the config file's tiers, the demo's default tiers in demo

@@ -29,13 +29,13 @@ const maxTokenTTL = 30 * 24 * time.Hour
 //	calm token --tier paid --secret "$RATELIMIT_AUTH_JWT_SECRET"
 func runToken(ctx context.Context, c *cli) error {
 	fs := newFlagSet(c, "token", "--tier NAME [--secret SECRET] [flags]")
-	tier := fs.String("tier", "", "`name` of the tier claim, such as free, paid or enterprise")
+	tier := fs.String("tier", "", "tier `name` to put in the tier claim, such as free, paid or enterprise")
 	secretFlag := fs.String("secret", "", "HMAC `secret` (at least 32 bytes); default: "+
 		"RATELIMIT_AUTH_JWT_SECRET")
 	subject := fs.String("sub", "demo-user", "`subject` claim: the account the token names")
 	ttl := fs.Duration("ttl", time.Hour, "how long the token stays valid (at most 720h)")
 	perms := fs.String("permissions", "", "comma-separated `permissions`, such as circuit.bypass, "+
-		"in the claim RATELIMIT_AUTH_PERMISSIONS_CLAIM names (default permissions)")
+		"in the claim that RATELIMIT_AUTH_PERMISSIONS_CLAIM names, \"permissions\" by default")
 	tierClaim := fs.String("tier-claim", "", "name of the tier claim; default: "+
 		"RATELIMIT_AUTH_TIER_CLAIM or tier")
 	if err := parseFlags(fs, c); err != nil {

@@ -181,6 +181,12 @@ func (v *Verifier) Verify(token string) (map[string]any, error) {
 // that may verify t: the HMAC secret for HS*, and public keys of the
 // matching family, curve and kid for the others.
 func (v *Verifier) keyFor(t *jwt.Token) (any, error) {
+	// RFC 7515 section 4.1.11: a recipient must reject a token whose crit
+	// header names an extension it does not understand, and calm
+	// understands none.
+	if _, ok := t.Header["crit"]; ok {
+		return nil, errors.New("crit header names extensions this verifier does not support")
+	}
 	alg := t.Method.Alg()
 	if !slices.Contains(v.allowed, alg) {
 		return nil, fmt.Errorf("%w: %q", ErrAlgorithmNotAllowed, alg)

@@ -122,6 +122,17 @@ func TestVerify(t *testing.T) {
 		{name: "HS512 valid", cfg: hmacOnly, token: func(t *testing.T) string {
 			return sign(t, jwt.SigningMethodHS512, testSecret, claims(nil), "")
 		}},
+		{name: "unknown crit extension", cfg: hmacOnly, wantErr: ErrInvalidToken,
+			token: func(t *testing.T) string {
+				tok := jwt.NewWithClaims(jwt.SigningMethodHS256, claims(nil))
+				tok.Header["crit"] = []string{"exp2"}
+				tok.Header["exp2"] = 1
+				s, err := tok.SignedString(testSecret)
+				if err != nil {
+					t.Fatalf("signing: %v", err)
+				}
+				return s
+			}},
 		{name: "forged signature", cfg: hmacOnly, wantErr: ErrInvalidToken,
 			token: func(t *testing.T) string {
 				return sign(t, jwt.SigningMethodHS256, []byte("attacker-secret-attacker-secret!"),
