@@ -43,14 +43,27 @@ func (s *Store) Apply(ctx context.Context, checks []store.Check, cost int64, out
 	if !conn.cluster {
 		return s.applyBatched(ctx, conn.client, checks, cost, out)
 	}
+	return s.applyCluster(ctx, conn.client, checks, cost, out)
+}
+
+// applyCluster applies checks on a Redis Cluster: one script call when
+// they share a slot, one per slot otherwise.
+func (s *Store) applyCluster(ctx context.Context, c rueidis.Client, checks []store.Check, cost int64, out []algorithm.Decision) (allowed bool, err error) {
+	defer func() {
+		// rueidis panics when the keys of one command span slots. keySlot
+		// groups keys as Redis does, so this only guards against a bug.
+		if r := recover(); r != nil {
+			allowed, err = false, unavailable(fmt.Errorf("building a script call: %v", r))
+		}
+	}()
 	if !sameSlot(checks) {
-		return s.applyAcrossSlots(ctx, conn.client, checks, cost, out)
+		return s.applyAcrossSlots(ctx, c, checks, cost, out)
 	}
 	sc := s.scratch.Get().(*scratch)
 	defer s.scratch.Put(sc)
 	sc.reset(s.nowArg(), modeCharge)
 	sc.addRequest(checks, cost)
-	vals, err := sc.script().exec(ctx, conn.client, sc.keys, sc.finish()).ToArray()
+	vals, err := sc.script().exec(ctx, c, sc.keys, sc.finish()).ToArray()
 	if err != nil {
 		return false, unavailable(err)
 	}

@@ -68,3 +68,23 @@ func BenchmarkKeySlot(b *testing.B) {
 		keySlot(key)
 	}
 }
+
+// FuzzKeySlot compares keySlot with a plain reading of the Redis Cluster
+// rule: hash the text between the first '{' and the next '}' when it is not
+// empty, else the whole key.
+func FuzzKeySlot(f *testing.F) {
+	for _, seed := range []string{"", "{", "}", "{}", "a{b}c", "{{a}}", "a{}b{c}", "x{y", "{user1000}.following"} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, key string) {
+		hashed := key
+		if open := strings.IndexByte(key, '{'); open >= 0 {
+			if end := strings.IndexByte(key[open+1:], '}'); end > 0 {
+				hashed = key[open+1 : open+1+end]
+			}
+		}
+		if got, want := keySlot(key), crc16(hashed)%slotCount; got != want {
+			t.Errorf("keySlot(%q) = %d, want %d", key, got, want)
+		}
+	})
+}
