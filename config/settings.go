@@ -46,7 +46,8 @@ type Settings struct {
 	LogViolations bool
 	// StatusCode is the status of a denied response: 420 or 429.
 	StatusCode int
-	// Message and Detail fill the JSON body of a denied response.
+	// Message and Detail fill the JSON body of a denied response. An empty
+	// Message means the reason phrase of StatusCode.
 	Message string
 	Detail  string
 	// MemoryMaxKeys bounds the keys the memory store keeps.
@@ -94,11 +95,15 @@ func (s *Settings) Vars() []Var {
 		{Env: "RATELIMIT_STATUS_CODE", Key: "status_code", Default: "420",
 			Parse: statusCode(&s.StatusCode),
 			Usage: "Status of a denied response: 420 (Enhance Your Calm) or 429 (Too Many Requests)."},
-		{Env: "RATELIMIT_HTTP_420_MESSAGE", Key: "http_420_message", Default: "Enhance Your Calm",
-			Parse: Text(&s.Message, 256), Usage: "The message field of a denied response's JSON body."},
+		{Env: "RATELIMIT_HTTP_420_MESSAGE", Key: "http_420_message",
+			Parse: Text(&s.Message, 256),
+			Usage: "The message field of a denied response's JSON body; empty means the status's " +
+				"reason phrase: Enhance Your Calm for 420, Too Many Requests for 429."},
 		{Env: "RATELIMIT_HTTP_420_DETAIL", Key: "http_420_detail",
 			Default: "Too many requests: retry after the number of seconds in Retry-After.",
-			Parse:   Text(&s.Detail, 1024), Usage: "The detail field of a denied response's JSON body."},
+			Parse:   Text(&s.Detail, 1024),
+			Usage: "The detail field of a denied response's JSON body when the client may retry; " +
+				"a request that costs more than the limit allows gets its own detail."},
 		{Env: "RATELIMIT_MEMORY_MAX_KEYS", Key: "memory_max_keys", Default: "1000000",
 			Parse: Int(&s.MemoryMaxKeys, 1, math.MaxInt32),
 			Usage: "Maximum number of keys in the memory store; the least recently used go first."},

@@ -6,6 +6,7 @@ import (
 	"strconv"
 
 	"github.com/calm-limiter/calm"
+	"github.com/calm-limiter/calm/algorithm"
 )
 
 // Body is the JSON body of a denied response.
@@ -52,7 +53,19 @@ func (l *Limiter) writeDenied(w http.ResponseWriter, res calm.Result) {
 	if retry > 0 {
 		info.RetryAfter = &retry
 	}
-	writeJSON(w, l.status, Body{Message: l.message, Detail: l.detail, LimitInfo: info})
+	writeJSON(w, l.status, Body{Message: l.message, Detail: l.deniedDetail(res), LimitInfo: info})
+}
+
+// deniedDetail returns the body's detail for a denial: the configured one
+// when the client may retry, a fixed one when the request can never pass.
+func (l *Limiter) deniedDetail(res calm.Result) string {
+	switch res.Reason {
+	case algorithm.ReasonCostTooLarge:
+		return DetailCostExceedsCapacity
+	case algorithm.ReasonInvalidLimit:
+		return DetailInvalidLimit
+	}
+	return l.detail
 }
 
 // errorBody is the JSON body of error responses other than rate-limit

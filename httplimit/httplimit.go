@@ -67,10 +67,20 @@ import (
 // StatusEnhanceYourCalm is calm's default status for denied requests.
 const StatusEnhanceYourCalm = 420
 
-// Defaults of the denied response's body.
+// Defaults of the denied response's body. The message follows the status:
+// DefaultMessage with 420 and MessageTooManyRequests with 429.
 const (
-	DefaultMessage = "Enhance Your Calm"
-	DefaultDetail  = "Too many requests: retry after the number of seconds in Retry-After."
+	DefaultMessage         = "Enhance Your Calm"
+	MessageTooManyRequests = "Too Many Requests"
+	DefaultDetail          = "Too many requests: retry after the number of seconds in Retry-After."
+	// DetailCostExceedsCapacity is the detail of a request denied with
+	// reason cost_exceeds_capacity, which carries no Retry-After.
+	DetailCostExceedsCapacity = "This request costs more than the limit allows, so it can " +
+		"never pass: retrying will not help; send a smaller request, such as fewer items."
+	// DetailInvalidLimit is the detail of a request denied with reason
+	// invalid_limit: the service's own limit is misconfigured.
+	DetailInvalidLimit = "The rate limit of this endpoint is misconfigured, so no request " +
+		"can pass: retrying will not help; contact the operator of this service."
 )
 
 // HeaderEnforced is X-RateLimit-Enforced in canonical form. It is set to
@@ -160,10 +170,14 @@ type Config struct {
 	// StatusCode is the status of denied responses: 420 (default) or 429.
 	StatusCode int
 
-	// Message and Detail fill the denied response's body. Defaults:
-	// DefaultMessage and DefaultDetail.
+	// Message fills the denied response's body. Default: DefaultMessage
+	// with status 420 and MessageTooManyRequests with 429.
 	Message string
-	Detail  string
+	// Detail fills the body of denials that the client may retry (reasons
+	// limited and queue_full). Default: DefaultDetail. A request that can
+	// never pass gets DetailCostExceedsCapacity or DetailInvalidLimit
+	// instead, because it has no Retry-After to point to.
+	Detail string
 
 	// Headers chooses the rate-limit header fields. Default: HeadersBoth.
 	Headers HeaderMode
@@ -261,7 +275,7 @@ func New(cfg Config) (*Limiter, error) {
 		checks:       cfg.Checks,
 		defense:      cfg.Defense,
 		status:       cfg.StatusCode,
-		message:      cmp(cfg.Message, DefaultMessage),
+		message:      cfg.Message,
 		detail:       cmp(cfg.Detail, DefaultDetail),
 		headers:      cfg.Headers,
 		failOpen:     !cfg.FailClosed,
@@ -275,6 +289,12 @@ func New(cfg Config) (*Limiter, error) {
 	}
 	if l.status == 0 {
 		l.status = StatusEnhanceYourCalm
+	}
+	if l.message == "" {
+		l.message = DefaultMessage
+		if l.status == http.StatusTooManyRequests {
+			l.message = MessageTooManyRequests
+		}
 	}
 	if l.maxEndpoints == 0 {
 		l.maxEndpoints = defaultMaxEndpoints

@@ -255,6 +255,35 @@ func TestMiddleware429AndMessages(t *testing.T) {
 	}
 }
 
+func TestMiddlewareDefaultMessageFollowsStatus(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		status  int
+		message string
+		want    string
+	}{
+		{"420 default", 0, "", DefaultMessage},
+		{"429 default", http.StatusTooManyRequests, "", "Too Many Requests"},
+		{"429 configured", http.StatusTooManyRequests, "Enhance Your Calm", "Enhance Your Calm"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t, Config{
+				StatusCode: tt.status, Message: tt.message,
+				Policy: policy.Config{DefaultLimits: []string{"1/minute"}},
+			})
+			h := f.lim.Middleware(okHandler)
+			do(h, "GET", "/", client1)
+			w := do(h, "GET", "/", client1)
+			if b := decodeBody(t, w); b.Message != tt.want {
+				t.Errorf("status %d: body message = %q, want %q", w.Code, b.Message, tt.want)
+			}
+		})
+	}
+}
+
 func TestNewInvalidConfig(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, Config{})

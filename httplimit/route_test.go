@@ -78,7 +78,10 @@ func TestRouteFreeRequest(t *testing.T) {
 func TestRouteCostAboveCapacity(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, Config{})
-	h := f.lim.Limit("3/minute", okHandler, Cost(5))
+	// A static cost above the capacity is a configuration error, so the
+	// cost comes from the request.
+	h := f.lim.Limit("3/minute", okHandler,
+		CostFunc(func(*http.Request) (int64, error) { return 5, nil }))
 	w := do(h, "GET", "/", client1)
 	if w.Code != StatusEnhanceYourCalm {
 		t.Fatalf("status %d, want 420", w.Code)
@@ -92,6 +95,12 @@ func TestRouteCostAboveCapacity(t *testing.T) {
 	}
 	if !strings.Contains(w.Body.String(), `"retry_after":null`) {
 		t.Errorf("body %s: want retry_after null", w.Body.String())
+	}
+	if b.Detail != DetailCostExceedsCapacity {
+		t.Errorf("detail = %q, want %q", b.Detail, DetailCostExceedsCapacity)
+	}
+	if strings.Contains(b.Detail, "Retry-After") {
+		t.Errorf("detail = %q, want no mention of Retry-After, which is not sent", b.Detail)
 	}
 }
 

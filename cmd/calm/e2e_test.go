@@ -655,6 +655,10 @@ func TestServeSettings(t *testing.T) {
 		}
 		resp, body := do(t, "POST", p.url+"/auth/register", nil, nil)
 		checkDenied(t, resp, body, 429, "register", "2")
+		var got struct{ Message string }
+		if err := json.Unmarshal(body, &got); err != nil || got.Message != "Too Many Requests" {
+			t.Errorf("429 body message = %q (%v), want \"Too Many Requests\"", got.Message, err)
+		}
 	})
 	t.Run("file over environment", func(t *testing.T) {
 		t.Parallel()
