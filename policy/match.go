@@ -150,6 +150,9 @@ func Declare(r Route) (*Declared, error) {
 		cost:     b.cost("cost", r.Cost, 1),
 		costFunc: r.CostFunc,
 	}
+	if d.limits != nil && r.CostFunc == nil {
+		b.checkCapacity("cost", d.cost, d.limits)
+	}
 	if len(b.errs) > 0 {
 		return nil, errors.Join(b.errs...)
 	}

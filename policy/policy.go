@@ -29,6 +29,9 @@ type Policy struct {
 
 // ruleSet is a compiled set of stacked rules.
 type ruleSet struct {
+	// setting names where the rules are written, such as "routes[0].limits",
+	// for errors about them.
+	setting   string
 	policy    string
 	scope     calm.Scope
 	rules     []calm.Rule
@@ -120,7 +123,7 @@ func (b *builder) ruleSet(
 	if err != nil {
 		b.fail(setting, err)
 	}
-	s := &ruleSet{policy: name, rules: rules, burst: burst}
+	s := &ruleSet{setting: setting, policy: name, rules: rules, burst: burst}
 	if s.scope, err = ParseScope(scope); err != nil {
 		b.fail(strings.TrimSuffix(setting, "limits")+"scope", err)
 	}
@@ -175,6 +178,9 @@ func (b *builder) group(setting string, g Group) {
 	if gr.budget != nil {
 		gr.budget.endpoint = "budget " + prefix
 	}
+	if g.Cost != nil {
+		b.checkCapacity(setting+".cost", gr.cost, gr.limits, gr.budget)
+	}
 	b.p.groups = append(b.p.groups, gr)
 
 	for i, r := range g.Routes {
@@ -222,6 +228,63 @@ func (b *builder) route(setting string, r Route, g *group) {
 		}
 	}
 	b.p.byRoute[r.Pattern] = rt
+	if r.CostFunc == nil && (r.Cost != nil || len(r.Limits) > 0 || r.Burst != 0 || r.Algorithm != "") {
+		// A group's cost on the group's own rules was checked with the
+		// group; a route that changes the cost or the rules is checked here.
+		var budget *ruleSet
+		if g != nil {
+			budget = g.budget
+		}
+		b.checkCapacity(setting+".cost", rt.cost, rt.limits, budget)
+	}
+}
+
+// checkCapacity reports a static cost that exceeds the capacity of a rule
+// in sets, because such requests could never pass. Nil sets are skipped.
+//
+// NOTE: the check cannot see tiers of package identity, which may replace
+// the rules of an endpoint for verified clients with larger ones.
+func (b *builder) checkCapacity(setting string, cost int64, sets ...*ruleSet) {
+	for _, s := range sets {
+		if s == nil {
+			continue
+		}
+		for _, r := range s.rules {
+			capacity := s.capacity(r)
+			if cost <= capacity {
+				continue
+			}
+			fix := "raise the rule's request count"
+			if s.burst > 0 || s.algorithm == nil || !isWindowKind(*s.algorithm) {
+				fix += " or burst"
+			}
+			b.fail(setting, fmt.Errorf("cost %d exceeds the capacity %d of rule %s in %s, "+
+				"so these requests can never pass: lower the cost to at most %d or %s",
+				cost, capacity, r, s.setting, capacity, fix))
+			return
+		}
+	}
+}
+
+// capacity returns the largest cost that can pass rule r of s. Without an
+// algorithm of its own, s may run under a window algorithm, which ignores
+// the burst, or a bucket one, which uses it, so the larger bound counts.
+func (s *ruleSet) capacity(r calm.Rule) int64 {
+	switch {
+	case s.burst == 0:
+		return r.Requests
+	case s.algorithm == nil:
+		return max(r.Requests, s.burst)
+	case isWindowKind(*s.algorithm):
+		return r.Requests
+	}
+	return s.burst
+}
+
+// isWindowKind reports whether k ignores a burst and lets at most the
+// rule's request count pass at once.
+func isWindowKind(k algorithm.Kind) bool {
+	return k == algorithm.SlidingWindow || k == algorithm.FixedWindow
 }
 
 // inherit returns parent, or a copy of it with the given overrides. Empty

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -210,6 +211,24 @@ func TestNewInvalid(t *testing.T) {
 		{"bad include", Config{Include: []string{"GET"}}, []string{"include[0]"}},
 		{"negative burst", Config{Routes: []Route{{Pattern: "/a", Limits: []string{"1/s"}, Burst: -2}}},
 			[]string{"routes[0].burst", "-2"}},
+		{"cost above route capacity", Config{Routes: []Route{{Pattern: "/a", Limits: []string{"5/minute"},
+			Cost: int64p(10)}}},
+			[]string{"routes[0].cost", "cost 10", "capacity 5", "5/minute", "routes[0].limits", "at most 5"}},
+		{"cost above default capacity", Config{DefaultLimits: []string{"100/minute,3/second"},
+			Routes: []Route{{Pattern: "/a", Cost: int64p(4)}}},
+			[]string{"routes[0].cost", "cost 4", "3/second", "default_limits"}},
+		{"cost above burst of bucket", Config{Routes: []Route{{Pattern: "/a", Limits: []string{"100/minute"},
+			Algorithm: "token_bucket", Burst: 5, Cost: int64p(6)}}},
+			[]string{"routes[0].cost", "capacity 5", "or burst"}},
+		{"cost above window despite burst", Config{Routes: []Route{{Pattern: "/a", Limits: []string{"5/minute"},
+			Algorithm: "fixed_window", Burst: 50, Cost: int64p(6)}}},
+			[]string{"routes[0].cost", "capacity 5"}},
+		{"group cost above group limits", Config{Groups: []Group{{Prefix: "/a", Limits: []string{"2/second"},
+			Cost: int64p(3)}}},
+			[]string{"groups[0].cost", "cost 3", "groups[0].limits"}},
+		{"route cost above group budget", Config{Groups: []Group{{Prefix: "/a", Budget: []string{"50/minute"},
+			Routes: []Route{{Pattern: "POST /a/b", Cost: int64p(60)}}}}},
+			[]string{"groups[0].routes[0].cost", "cost 60", "groups[0].budget"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -222,6 +241,31 @@ func TestNewInvalid(t *testing.T) {
 				if !strings.Contains(err.Error(), frag) {
 					t.Errorf("Validate() = %q, want it to contain %q", err, frag)
 				}
+			}
+		})
+	}
+}
+
+func TestNewAcceptsCostWithinCapacity(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		cfg  Config
+	}{
+		{"cost equals capacity", Config{Routes: []Route{{Pattern: "/a", Limits: []string{"5/minute"},
+			Cost: int64p(5)}}}},
+		{"burst without algorithm", Config{Routes: []Route{{Pattern: "/a", Limits: []string{"5/minute"},
+			Burst: 20, Cost: int64p(10)}}}},
+		{"free request", Config{Routes: []Route{{Pattern: "/a", Limits: []string{"1/minute"},
+			Cost: int64p(0)}}}},
+		{"cost function", Config{Routes: []Route{{Pattern: "/a", Limits: []string{"1/minute"},
+			Cost: int64p(5), CostFunc: func(*http.Request) (int64, error) { return 1, nil }}}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if err := tt.cfg.Validate(); err != nil {
+				t.Errorf("Validate() = %v, want nil", err)
 			}
 		})
 	}
@@ -309,6 +353,10 @@ func TestDeclare(t *testing.T) {
 	if _, err := Declare(Route{Limits: []string{"5/minute"}, Cost: int64p(-1)}); err == nil ||
 		!strings.Contains(err.Error(), "cost") {
 		t.Errorf("Declare(cost -1) = %v, want a cost error", err)
+	}
+	if _, err := Declare(Route{Limits: []string{"5/minute"}, Cost: int64p(6)}); err == nil ||
+		!strings.Contains(err.Error(), "capacity 5") {
+		t.Errorf("Declare(cost 6 on 5/minute) = %v, want a capacity error", err)
 	}
 	if _, err := Declare(Route{}); err == nil {
 		t.Errorf("Declare(no limits) = nil, want an error")

@@ -96,6 +96,7 @@ func TestCheckConfigErrors(t *testing.T) {
 	badRule := write("rule.yaml", "routes:\n  - pattern: GET /x\n    limits: [10/fortnight]\n")
 	badKey := write("key.yaml", "settings:\n  algoritm: gcra\n")
 	badYAML := write("yaml.yaml", "routes: [\n")
+	badCost := write("cost.yaml", "routes:\n  - pattern: GET /x\n    limits: [5/minute]\n    cost: 10\n")
 	tests := []struct {
 		name string
 		args []string
@@ -107,6 +108,10 @@ func TestCheckConfigErrors(t *testing.T) {
 			"calm check-config: " + badRule + `: routes[0].limits: invalid rule "10/fortnight"`},
 		{"unknown setting", []string{"check-config", badKey}, 1,
 			"calm check-config: " + badKey + `: settings.algoritm="gcra": invalid: unknown setting`},
+		{"cost above capacity", []string{"check-config", badCost}, 1,
+			"calm check-config: " + badCost + ": routes[0].cost: cost 10 exceeds the capacity 5 " +
+				"of rule 5/minute in routes[0].limits, so these requests can never pass: " +
+				"lower the cost to at most 5 or raise the rule's request count or burst"},
 		{"bad yaml", []string{"check-config", badYAML}, 1,
 			"calm check-config: config file " + badYAML + ": invalid YAML"},
 	}
