@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/calm-limiter/calm/policy"
 )
@@ -74,10 +75,26 @@ func newDemoMux() *http.ServeMux {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, map[string]string{
 			"message": "not found",
-			"detail":  "the demo API has no " + r.Method + " " + r.URL.Path,
+			"detail":  "the demo API has no " + r.Method + " " + truncate(r.URL.Path, maxEchoedPath),
 		})
 	})
 	return mux
+}
+
+// maxEchoedPath bounds how many bytes of the request path a 404 echoes, so
+// that a huge path does not produce an equally huge answer.
+const maxEchoedPath = 200
+
+// truncate returns s cut to at most n bytes on a UTF-8 boundary, with "..."
+// appended when it was cut.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "..."
 }
 
 // maxDemoBody bounds what the demo reads from a request body: 1 MiB.
