@@ -73,7 +73,7 @@ func TestCheckConfigExample(t *testing.T) {
 		"    POST /auth/login         3/minute, 10/hour      policy login\n",
 		"    GET /api/test            100/minute, 1000/hour  policy default\n",
 		"    budget shared by /api/*  100/minute             policy api-budget\n",
-		"    POST /api/reports        100/minute, 1000/hour  policy default (cost 10)\n",
+		"    POST /api/reports        100/minute, 1000/hour  policy reports (cost 10)\n",
 		"Never limited: /healthz, /readyz, /metrics",
 	} {
 		// Column widths follow the longest setting name, so compare words.

@@ -52,7 +52,10 @@ func demoPolicy() policy.Config {
 				{Pattern: "GET /api/me", Limits: []string{"60/minute", "500/hour"}},
 				{Pattern: "POST /api/upload", Limits: []string{"10/minute"}},
 				{Pattern: "GET /api/export", Limits: []string{"5/minute"}},
-				{Pattern: "POST /api/reports", Cost: costOf(10)},
+				// Own limits, so that a small --default-limit cannot make
+				// a report of cost 10 impossible.
+				{Pattern: "POST /api/reports", Name: "reports",
+					Limits: []string{"100/minute", "1000/hour"}, Cost: costOf(10)},
 			},
 		}},
 		Routes: []policy.Route{
