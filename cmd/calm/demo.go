@@ -85,7 +85,7 @@ func newDemoMux() *http.ServeMux {
 }
 
 // maxEchoedPath bounds how many bytes of the request path a 404 echoes, so
-// that a huge path does not produce an equally huge answer.
+// that a huge path does not produce an equally huge response.
 const maxEchoedPath = 200
 
 // truncate returns s cut to at most n bytes on a UTF-8 boundary, with "..."
