@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/netip"
@@ -66,6 +67,18 @@ type Config struct {
 	PermissionsClaim string
 	// Tiers maps verified tier names to rules. Nil means no tiers.
 	Tiers *Tiers
+	// NetworkMultiplier bounds what fingerprint parts chosen by the client
+	// can earn: when the fingerprint contains such a part (the User-Agent
+	// at LevelNormal, for example), each per-client check of an anonymous
+	// client is paired with a check of the same rules times
+	// NetworkMultiplier, counted per client network under PolicyNetwork.
+	// One address then gets at most that many clients' budgets, however
+	// many fingerprints it sends (RATELIMIT_FP_NETWORK_MULTIPLIER). Zero
+	// means DefaultNetworkMultiplier; 1 gives a network one client's
+	// budget; a negative value turns the paired check off, which lets one
+	// client multiply its budget by changing headers. At most
+	// MaxNetworkMultiplier.
+	NetworkMultiplier int64
 	// AnonymousRules, when set, apply to every limited request without a
 	// verified identity, counted per client network
 	// (RATELIMIT_ANONYMOUS_LIMIT).
@@ -98,6 +111,10 @@ type Resolver struct {
 	ip  *ClientIPResolver
 	fp  fingerprinter
 	log *slog.Logger
+	// fanOutBounded is true when the fingerprint has a part the client
+	// chooses and the network multiplier is on.
+	fanOutBounded     bool
+	networkMultiplier int64
 }
 
 // New validates cfg and returns a Resolver.
@@ -125,15 +142,25 @@ func New(cfg Config) (*Resolver, error) {
 	if cfg.APIKeyHeader == "" {
 		cfg.APIKeyHeader = DefaultAPIKeyHeader
 	}
+	if cfg.NetworkMultiplier == 0 {
+		cfg.NetworkMultiplier = DefaultNetworkMultiplier
+	}
+	if cfg.NetworkMultiplier > MaxNetworkMultiplier {
+		return nil, fmt.Errorf("invalid network multiplier %d: use 1 to %d, or a negative "+
+			"value to turn the per-network check off", cfg.NetworkMultiplier, MaxNetworkMultiplier)
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	parts := ComponentsFor(cfg.Level, cfg.Custom)
 	return &Resolver{
-		cfg: cfg,
-		ip:  ip,
-		fp:  fingerprinter{secret: secret, parts: ComponentsFor(cfg.Level, cfg.Custom)},
-		log: log.With("component", "identity"),
+		cfg:               cfg,
+		ip:                ip,
+		fp:                fingerprinter{secret: secret, parts: parts},
+		log:               log.With("component", "identity"),
+		fanOutBounded:     cfg.NetworkMultiplier > 0 && parts.clientChosen(cfg.AllowUnverified),
+		networkMultiplier: cfg.NetworkMultiplier,
 	}, nil
 }
 
@@ -348,7 +375,9 @@ const (
 // RewriteChecks adapts the checks a policy chose for r to the client's
 // identity. On a tiered endpoint, the per-client checks take the tier's
 // rules for verified clients, or the tier config's anonymous rules keyed by
-// client network for anonymous ones. Anonymous clients also get
+// client network for anonymous ones. A per-client check that stays keyed
+// by an anonymous client's fingerprint gets a per-network companion check
+// (see Config.NetworkMultiplier). Anonymous clients also get
 // Config.AnonymousRules as one budget per client network across every
 // endpoint. Checks of other scopes pass unchanged.
 func (res *Resolver) RewriteChecks(r *http.Request, checks []calm.Check) []calm.Check {
@@ -373,6 +402,7 @@ func (res *Resolver) RewriteChecks(r *http.Request, checks []calm.Check) []calm.
 			c.Client = id.NetworkKey
 		}
 	}
+	checks = res.appendNetworkChecks(id, checks)
 	if !id.Verified && len(res.cfg.AnonymousRules) > 0 {
 		checks = append(checks, calm.Check{
 			Scope:    calm.ScopeUser,

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -29,6 +30,7 @@ type Settings struct {
 	IPv6PrefixLength   int            // RATELIMIT_FP_IPV6_PREFIX_LENGTH
 	ClientIPHeaders    []string       // RATELIMIT_FP_CLIENT_IP_HEADERS
 	Level              Level          // RATELIMIT_FP_LEVEL
+	NetworkMultiplier  int            // RATELIMIT_FP_NETWORK_MULTIPLIER; 0 turns the check off
 	Use                Components     // RATELIMIT_FP_USE_*
 	Secret             string         // RATELIMIT_FP_SECRET
 	JWTSecret          string         // RATELIMIT_AUTH_JWT_SECRET
@@ -74,6 +76,12 @@ func (s *Settings) Vars() []config.Var {
 			Usage: "Fingerprint of anonymous clients: relaxed (IP), normal (IP and User-Agent), " +
 				"strict (adds Accept-Language, Accept-Encoding, header hash, header names, TLS) " +
 				"or custom (the RATELIMIT_FP_USE_* switches)."},
+		{Env: "RATELIMIT_FP_NETWORK_MULTIPLIER", Key: "fp_network_multiplier",
+			Default: strconv.Itoa(DefaultNetworkMultiplier), Parse: networkMultiplier(&s.NetworkMultiplier),
+			Usage: "When the fingerprint has parts the client chooses (User-Agent and other " +
+				"headers), one client network of anonymous clients gets at most this many " +
+				"clients' budgets per route, however many fingerprints it sends (1 to 1000). " +
+				"0 turns the check off, which lets one client multiply its budget; unsafe."},
 		{Env: "RATELIMIT_FP_SECRET", Key: "fp_secret", Default: "", Secret: true,
 			Parse: secret(&s.Secret),
 			Usage: "Secret that keys fingerprint and credential hashes; share it between " +
@@ -213,6 +221,19 @@ func level(dst *Level) func(string) error {
 	}
 }
 
+func networkMultiplier(dst *int) func(string) error {
+	return func(v string) error {
+		n, err := strconv.Atoi(strings.TrimSpace(v))
+		if err != nil || n < 0 || n > MaxNetworkMultiplier {
+			return fmt.Errorf("want a whole number from 1 to %d, such as %d; 0 turns the "+
+				"per-network check off and lets one client multiply its budget by changing headers",
+				MaxNetworkMultiplier, DefaultNetworkMultiplier)
+		}
+		*dst = n
+		return nil
+	}
+}
+
 func secret(dst *string) func(string) error {
 	return func(v string) error {
 		if v != "" && len(v) < jwtverify.MinHMACSecretLength {
@@ -263,26 +284,41 @@ func (s *Settings) Build(ctx context.Context, tiers *Tiers, logger *slog.Logger)
 			IPv6PrefixLength:  s.IPv6PrefixLength,
 			Headers:           s.ClientIPHeaders,
 		},
-		Level:            s.Level,
-		Custom:           s.Use,
-		Secret:           []byte(s.Secret),
-		Verifier:         verifier,
-		TierClaim:        s.TierClaim,
-		PermissionsClaim: s.PermissionsClaim,
-		Tiers:            tiers,
-		AnonymousRules:   s.AnonymousLimit,
-		AllowUnverified:  s.AllowUnverified,
-		APIKeyHeader:     s.APIKeyHeader,
-		APIKeyQuery:      s.APIKeyQuery,
-		APIKeys:          apiKeys,
-		SessionCookie:    s.SessionCookie,
-		Logger:           logger,
+		Level:             s.Level,
+		Custom:            s.Use,
+		NetworkMultiplier: s.networkMultiplier(),
+		Secret:            []byte(s.Secret),
+		Verifier:          verifier,
+		TierClaim:         s.TierClaim,
+		PermissionsClaim:  s.PermissionsClaim,
+		Tiers:             tiers,
+		AnonymousRules:    s.AnonymousLimit,
+		AllowUnverified:   s.AllowUnverified,
+		APIKeyHeader:      s.APIKeyHeader,
+		APIKeyQuery:       s.APIKeyQuery,
+		APIKeys:           apiKeys,
+		SessionCookie:     s.SessionCookie,
+		Logger:            logger,
 	})
 	if err != nil {
 		closeFn()
 		return nil, nil, fmt.Errorf("RATELIMIT_FP_CLIENT_IP_HEADERS: %w", err)
 	}
+	if s.NetworkMultiplier == 0 && ComponentsFor(s.Level, s.Use).clientChosen(s.AllowUnverified) &&
+		logger != nil {
+		logger.Warn("RATELIMIT_FP_NETWORK_MULTIPLIER=0 turns the per-network check off: an "+
+			"anonymous client can multiply its budget by changing headers", "component", "identity")
+	}
 	return res, closeFn, nil
+}
+
+// networkMultiplier returns Config.NetworkMultiplier for the setting, where
+// 0 turns the check off.
+func (s *Settings) networkMultiplier() int64 {
+	if s.NetworkMultiplier == 0 {
+		return -1
+	}
+	return int64(s.NetworkMultiplier)
 }
 
 // verifier builds the JWT verifier, or nil when no key is configured.

@@ -19,6 +19,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/calm-limiter/calm"
 	"github.com/calm-limiter/calm/config"
 )
 
@@ -49,6 +50,16 @@ func TestSettingsVars(t *testing.T) {
 			wantErr: "RATELIMIT_AUTH_JWKS_URL"},
 		{name: "bad anonymous limit", env: map[string]string{"RATELIMIT_ANONYMOUS_LIMIT": "ten"},
 			wantErr: "RATELIMIT_ANONYMOUS_LIMIT"},
+		{name: "network multiplier off", env: map[string]string{"RATELIMIT_FP_NETWORK_MULTIPLIER": "0"}},
+		{name: "negative network multiplier",
+			env:     map[string]string{"RATELIMIT_FP_NETWORK_MULTIPLIER": "-1"},
+			wantErr: "RATELIMIT_FP_NETWORK_MULTIPLIER"},
+		{name: "network multiplier too large",
+			env:     map[string]string{"RATELIMIT_FP_NETWORK_MULTIPLIER": "1001"},
+			wantErr: "RATELIMIT_FP_NETWORK_MULTIPLIER"},
+		{name: "network multiplier not a number",
+			env:     map[string]string{"RATELIMIT_FP_NETWORK_MULTIPLIER": "four"},
+			wantErr: "from 1 to 1000"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -149,4 +160,50 @@ func withSub(c jwt.MapClaims) jwt.MapClaims {
 		out[k] = v
 	}
 	return out
+}
+
+func TestSettingsNetworkMultiplier(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name  string
+		value string // "" leaves the default
+		want  int    // network checks in the rewritten list
+	}{
+		{name: "default", want: 1},
+		{name: "one", value: "1", want: 1},
+		{name: "off", value: "0", want: 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var s Settings
+			lookup := func(name string) (string, bool) {
+				if name == "RATELIMIT_FP_NETWORK_MULTIPLIER" && tt.value != "" {
+					return tt.value, true
+				}
+				return "", false
+			}
+			if _, err := config.Load(s.Vars(), config.Sources{Lookup: lookup}); err != nil {
+				t.Fatalf("Load: %v", err)
+			}
+			res, closeFn, err := s.Build(t.Context(), nil, nil)
+			if err != nil {
+				t.Fatalf("Build: %v", err)
+			}
+			t.Cleanup(closeFn)
+			r := request("198.51.100.7:1", map[string]string{"User-Agent": "agent/1"})
+			checks := res.RewriteChecks(r, []calm.Check{{Scope: calm.ScopeUser,
+				Endpoint: "POST /auth/login", Client: res.Identify(r).Key,
+				Rules: calm.MustParseRules("3/minute")}})
+			got := 0
+			for _, c := range checks {
+				if c.Policy == PolicyNetwork {
+					got++
+				}
+			}
+			if got != tt.want {
+				t.Errorf("network checks = %d, want %d", got, tt.want)
+			}
+		})
+	}
 }
