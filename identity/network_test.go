@@ -27,6 +27,7 @@ func newLoginHandler(t *testing.T, cfg identity.Config) http.Handler {
 	if err != nil {
 		t.Fatal(err)
 	}
+
 	v, err := jwtverify.New(jwtverify.Config{HMACSecret: middlewareSecret, Now: clock})
 	if err != nil {
 		t.Fatal(err)
@@ -36,6 +37,7 @@ func newLoginHandler(t *testing.T, cfg identity.Config) http.Handler {
 	if err != nil {
 		t.Fatalf("identity.New: %v", err)
 	}
+
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /auth/login", func(w http.ResponseWriter, r *http.Request) {})
 	hl, err := httplimit.New(httplimit.Config{
@@ -54,7 +56,7 @@ func newLoginHandler(t *testing.T, cfg identity.Config) http.Handler {
 	return res.Middleware(hl.Middleware(mux))
 }
 
-// login returns the i-th login request from peer with the given headers.
+// login returns a login request from peer with the given headers.
 func login(peer string, headers map[string]string) *http.Request {
 	r := httptest.NewRequest(http.MethodPost, "/auth/login", nil)
 	r.RemoteAddr = peer

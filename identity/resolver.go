@@ -67,16 +67,15 @@ type Config struct {
 	PermissionsClaim string
 	// Tiers maps verified tier names to rules. Nil means no tiers.
 	Tiers *Tiers
-	// NetworkMultiplier bounds what fingerprint parts chosen by the client
-	// can earn: when the fingerprint contains such a part (the User-Agent
-	// at LevelNormal, for example), each per-client check of an anonymous
-	// client is paired with a check of the same rules times
-	// NetworkMultiplier, counted per client network under PolicyNetwork.
-	// One address then gets at most that many clients' budgets, however
-	// many fingerprints it sends (RATELIMIT_FP_NETWORK_MULTIPLIER). Zero
-	// means DefaultNetworkMultiplier; 1 gives a network one client's
-	// budget; a negative value turns the paired check off, which lets one
-	// client multiply its budget by changing headers. At most
+	// NetworkMultiplier bounds the budget that fingerprint parts chosen by
+	// the client can earn (RATELIMIT_FP_NETWORK_MULTIPLIER). When the
+	// fingerprint has such a part, such as the User-Agent at LevelNormal,
+	// RewriteChecks pairs each per-client check of an anonymous client with
+	// a check of the same rules times NetworkMultiplier per client network.
+	// One address then gets at most that many clients' budgets. Zero means
+	// DefaultNetworkMultiplier, 1 gives a network one client's budget, and
+	// a negative value turns the paired check off, which lets one client
+	// multiply its budget by changing headers. The maximum is
 	// MaxNetworkMultiplier.
 	NetworkMultiplier int64
 	// AnonymousRules, when set, apply to every limited request without a
@@ -142,6 +141,7 @@ func New(cfg Config) (*Resolver, error) {
 	if cfg.APIKeyHeader == "" {
 		cfg.APIKeyHeader = DefaultAPIKeyHeader
 	}
+
 	if cfg.NetworkMultiplier == 0 {
 		cfg.NetworkMultiplier = DefaultNetworkMultiplier
 	}
@@ -149,6 +149,7 @@ func New(cfg Config) (*Resolver, error) {
 		return nil, fmt.Errorf("invalid network multiplier %d: use 1 to %d, or a negative "+
 			"value to turn the per-network check off", cfg.NetworkMultiplier, MaxNetworkMultiplier)
 	}
+
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)

@@ -81,7 +81,8 @@ func (s *Settings) Vars() []config.Var {
 			Usage: "When the fingerprint has parts the client chooses (User-Agent and other " +
 				"headers), one client network of anonymous clients gets at most this many " +
 				"clients' budgets per route, however many fingerprints it sends (1 to 1000). " +
-				"0 turns the check off, which lets one client multiply its budget; unsafe."},
+				"0 turns the check off, which is unsafe because one client can then multiply its " +
+				"budget."},
 		{Env: "RATELIMIT_FP_SECRET", Key: "fp_secret", Default: "", Secret: true,
 			Parse: secret(&s.Secret),
 			Usage: "Secret that keys fingerprint and credential hashes; share it between " +
@@ -225,9 +226,9 @@ func networkMultiplier(dst *int) func(string) error {
 	return func(v string) error {
 		n, err := strconv.Atoi(strings.TrimSpace(v))
 		if err != nil || n < 0 || n > MaxNetworkMultiplier {
-			return fmt.Errorf("want a whole number from 1 to %d, such as %d; 0 turns the "+
-				"per-network check off and lets one client multiply its budget by changing headers",
-				MaxNetworkMultiplier, DefaultNetworkMultiplier)
+			return fmt.Errorf("want a whole number from 1 to %d, such as %d, or 0 to turn the "+
+				"per-network check off (unsafe, because one client can then multiply its budget "+
+				"by changing headers)", MaxNetworkMultiplier, DefaultNetworkMultiplier)
 		}
 		*dst = n
 		return nil

@@ -85,7 +85,7 @@ func (e *identityExtension) setup(ctx context.Context, gw *gateway) error {
 		tierCount = len(tiers.Names())
 	}
 	gw.startAttrs = append(gw.startAttrs, "fp_level", string(e.settings.Level),
-		"jwt", e.settings.JWTConfigured(), "tiers", tierCount,
+		"fp_network_multiplier", e.settings.NetworkMultiplier, "jwt", e.settings.JWTConfigured(), "tiers", tierCount,
 		"trusted_proxies", len(e.settings.TrustedProxies))
 	return nil
 }
