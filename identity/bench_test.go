@@ -4,6 +4,8 @@ import (
 	"testing"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/calm-limiter/calm"
 )
 
 func BenchmarkClientIPForwardedFor(b *testing.B) {
@@ -45,6 +47,37 @@ func BenchmarkIdentify(b *testing.B) {
 				for pb.Next() {
 					if res.Identify(req).Key == "" {
 						b.Fatal("empty key")
+					}
+				}
+			})
+		})
+	}
+}
+
+func BenchmarkRewriteChecks(b *testing.B) {
+	cases := []struct {
+		name       string
+		multiplier int64
+	}{
+		{name: "network check", multiplier: DefaultNetworkMultiplier},
+		{name: "network check off", multiplier: -1},
+	}
+	rules := calm.MustParseRules("3/minute,10/hour")
+	for _, c := range cases {
+		b.Run(c.name, func(b *testing.B) {
+			res := newTestResolver(b, func(cfg *Config) { cfg.NetworkMultiplier = c.multiplier })
+			req := request("198.51.100.7:1000", map[string]string{"User-Agent": "agent/1"})
+			req = req.WithContext(NewContext(req.Context(), res.Identify(req)))
+			key := res.identity(req).Key
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				checks := make([]calm.Check, 0, 6)
+				for pb.Next() {
+					checks = append(checks[:0], calm.Check{Scope: calm.ScopeUser,
+						Endpoint: "POST /auth/login", Client: key, Rules: rules})
+					checks = res.RewriteChecks(req, checks)
+					if len(checks) == 0 {
+						b.Fatal("no checks")
 					}
 				}
 			})
