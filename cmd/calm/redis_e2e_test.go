@@ -16,10 +16,9 @@ import (
 	"github.com/calm-limiter/calm/internal/redistest"
 )
 
-// e2eAlgorithms are the algorithms whose 10/minute limit admits exactly
-// 10 requests in a burst. The leaky queue admits as many but delays them by
-// up to a minute, which the shared-queue test covers on its own.
-var e2eAlgorithms = []string{"sliding_window", "fixed_window", "token_bucket", "leaky_bucket", "gcra"}
+// e2eAlgorithms lists every algorithm: a 10/minute limit admits exactly 10
+// requests of a burst under each.
+var e2eAlgorithms = []string{"sliding_window", "fixed_window", "token_bucket", "leaky_bucket", "leaky_queue", "gcra"}
 
 // startCalms starts n calm serve processes with the same environment.
 func startCalms(t *testing.T, n int, env map[string]string) []*process {
