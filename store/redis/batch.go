@@ -60,7 +60,9 @@ var requestPool = sync.Pool{New: func() any { return &request{ready: make(chan b
 // applyBatched decides one request through the batcher.
 func (s *Store) applyBatched(ctx context.Context, c rueidis.Client, checks []store.Check, cost int64, out []algorithm.Decision) (bool, error) {
 	req := requestPool.Get().(*request)
-	req.checks, req.cost = checks, cost
+	// The request keeps its own copy: a caller whose context ends returns
+	// while a call may still read the checks.
+	req.checks, req.cost = append(req.checks[:0], checks...), cost
 	req.decisions = slices.Grow(req.decisions[:0], len(checks))[:len(checks)]
 	req.deadline, _ = ctx.Deadline()
 
@@ -86,7 +88,7 @@ func (s *Store) applyBatched(ctx context.Context, c rueidis.Client, checks []sto
 
 	allowed, err := req.allowed, req.err
 	copy(out, req.decisions)
-	req.checks, req.err = nil, nil
+	req.err = nil
 	requestPool.Put(req)
 	return allowed, err
 }
@@ -101,7 +103,6 @@ func (s *Store) abandon(c rueidis.Client, req *request) {
 	if i := slices.Index(b.queue, req); i >= 0 {
 		b.queue = slices.Delete(b.queue, i, i+1)
 		b.mu.Unlock()
-		req.checks = nil
 		requestPool.Put(req)
 		return
 	}
@@ -147,17 +148,25 @@ func (s *Store) lead(c rueidis.Client, first *request) {
 	next.ready <- true
 }
 
-// send runs the apply script for reqs in one call, within the earliest of
-// their deadlines, and stores each request's result.
+// send runs the apply script for reqs in one call and stores each
+// request's result. The call ends at the deadline of reqs[0], whose
+// goroutine waits in send; the other requests wait on their own contexts
+// and give up when those end. A first request that was abandoned, because
+// its context ended while it waited, lends its place to the latest
+// deadline of the others.
 func (s *Store) send(c rueidis.Client, reqs []*request) {
-	var deadline time.Time
-	for _, r := range reqs {
-		if !r.deadline.IsZero() && (deadline.IsZero() || r.deadline.Before(deadline)) {
-			deadline = r.deadline
+	now := time.Now()
+	deadline := reqs[0].deadline
+	if !deadline.After(now) {
+		deadline = time.Time{}
+		for _, r := range reqs[1:] {
+			if r.deadline.After(deadline) {
+				deadline = r.deadline
+			}
 		}
 	}
-	if deadline.IsZero() {
-		deadline = time.Now().Add(s.timeout)
+	if !deadline.After(now) {
+		deadline = now.Add(s.timeout)
 	}
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()

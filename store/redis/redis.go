@@ -176,6 +176,9 @@ func (s *Store) dialNow(ctx context.Context) error {
 	if dl, ok := ctx.Deadline(); ok {
 		timeout = min(timeout, time.Until(dl))
 	}
+	if timeout <= 0 {
+		return context.DeadlineExceeded
+	}
 	return s.dial(timeout)
 }
 

@@ -201,3 +201,53 @@ func TestConcurrentAppliesAdmitExactly(t *testing.T) {
 		})
 	}
 }
+
+// TestBatchSurvivesAbandonedRequests lets many requests give up while they
+// wait in the batcher for a hung Redis, then expects the store to work as
+// soon as Redis answers again: no request may be stuck holding the lead.
+func TestBatchSurvivesAbandonedRequests(t *testing.T) {
+	s, srv := newStore(t, Config{Timeout: 300 * time.Millisecond})
+	c := check("test:abandon:{a}:60", algorithm.FixedWindow, 1000, time.Minute)
+	apply(t, s, 1, c)
+	if err := srv.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	for i := 0; i < 60; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), time.Duration(10+i)*time.Millisecond)
+			defer cancel()
+			out := make([]algorithm.Decision, 1)
+			if _, err := s.Apply(ctx, []store.Check{c}, 1, out); err != nil {
+				failed.Add(1)
+				if !errors.Is(err, store.ErrUnavailable) {
+					t.Errorf("Apply against a hung redis = %v, want ErrUnavailable", err)
+				}
+			}
+		}(i)
+	}
+	wg.Wait()
+	if failed.Load() != 60 {
+		t.Errorf("%d of 60 requests failed against a hung redis, want 60", failed.Load())
+	}
+	if err := srv.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		out := make([]algorithm.Decision, 1)
+		_, err := s.Apply(context.Background(), []store.Check{c}, 1, out)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Apply still fails 10s after redis resumed: %v", err)
+		}
+	}
+	for i := 0; i < 20; i++ {
+		apply(t, s, 1, c)
+	}
+}
