@@ -21,6 +21,11 @@ func (sc *statusCounter) wrap(next http.Handler) http.Handler {
 		rec := &statusRecorder{ResponseWriter: w}
 		next.ServeHTTP(rec, r)
 		code := rec.code
+		if code == 0 && r.Context().Err() != nil {
+			// The client went away and the handler wrote nothing, so no
+			// response was sent.
+			return
+		}
 		if code == 0 {
 			// The handler wrote nothing, so net/http sends 200.
 			code = http.StatusOK

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -29,16 +30,18 @@ func parseUpstream(raw string) (*url.URL, error) {
 // newProxy returns a reverse proxy to upstream. It streams bodies in both
 // directions, drops hop-by-hop headers (httputil.ReverseProxy does), sends
 // the client address in X-Forwarded-For and responds with 502 when the
-// upstream fails.
+// upstream fails. A request body that cannot be read from the client, such
+// as a malformed chunk or an upload the client aborted, is the client's
+// error: it gets 400, or nothing when the client is gone, and a debug line.
 //
 // The upstream receives the X-Forwarded-For chain of the request only when
 // trustForwarded (which may be nil) reports that the request's peer is a
 // trusted proxy; otherwise a client could put any address in front of its
 // own.
 func newProxy(upstream *url.URL, logger *slog.Logger,
-	trustForwarded func(*http.Request) bool) *httputil.ReverseProxy {
+	trustForwarded func(*http.Request) bool) http.Handler {
 	errs := &errorLog{logger: logger, every: time.Second}
-	return &httputil.ReverseProxy{
+	rp := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(upstream)
 			if trustForwarded != nil && trustForwarded(pr.In) {
@@ -53,7 +56,20 @@ func newProxy(upstream *url.URL, logger *slog.Logger,
 		FlushInterval: -1,
 		ErrorLog:      slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-			if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
+			clientGone := r.Context().Err() != nil
+			if bodyErr := clientBodyError(r); bodyErr != nil {
+				logger.Debug("reading the client's request body failed",
+					"component", "proxy", "method", r.Method, "path", r.URL.Path,
+					"client_gone", clientGone, "err", bodyErr)
+				if !clientGone {
+					writeJSON(w, http.StatusBadRequest, map[string]string{
+						"message": "bad request",
+						"detail":  "the request body could not be read: it is malformed or ended early",
+					})
+				}
+				return
+			}
+			if clientGone && errors.Is(err, context.Canceled) {
 				// The client went away, so no one reads a response.
 				return
 			}
@@ -64,6 +80,52 @@ func newProxy(upstream *url.URL, logger *slog.Logger,
 			})
 		},
 	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Body == nil || r.Body == http.NoBody {
+			rp.ServeHTTP(w, r)
+			return
+		}
+		body := &clientBody{ReadCloser: r.Body}
+		r = r.WithContext(context.WithValue(r.Context(), clientBodyKey{}, body))
+		r.Body = body
+		rp.ServeHTTP(w, r)
+	})
+}
+
+// clientBody is a request body that remembers the first error reading it
+// from the client, so that the proxy can tell a client's failure from the
+// upstream's. The transport reads it on its own goroutine.
+type clientBody struct {
+	io.ReadCloser
+	mu  sync.Mutex
+	err error
+}
+
+func (b *clientBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF {
+		b.mu.Lock()
+		if b.err == nil {
+			b.err = err
+		}
+		b.mu.Unlock()
+	}
+	return n, err
+}
+
+// clientBodyKey is the context key of a request's *clientBody.
+type clientBodyKey struct{}
+
+// clientBodyError returns the error reading r's body from the client, or
+// nil.
+func clientBodyError(r *http.Request) error {
+	b, ok := r.Context().Value(clientBodyKey{}).(*clientBody)
+	if !ok {
+		return nil
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.err
 }
 
 // newUpstreamTransport returns the transport to the upstream: bounded
