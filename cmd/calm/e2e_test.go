@@ -154,21 +154,21 @@ func (p *process) readLogs(r io.Reader, started chan<- string) {
 	close(p.exited)
 }
 
-// stop sends SIGTERM and waits for the exit; it kills the process by its
-// PID if it does not stop within 15 seconds.
+// stop sends SIGINT, which skips the drain delay, and waits for the exit;
+// it kills the process by its PID if it does not stop within 15 seconds.
 func (p *process) stop() {
 	select {
 	case <-p.exited:
 		return
 	default:
 	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	_ = p.cmd.Process.Signal(syscall.SIGINT)
 	select {
 	case <-p.exited:
 	case <-time.After(15 * time.Second):
 		_ = p.cmd.Process.Kill()
 		<-p.exited
-		p.t.Errorf("calm did not stop within 15s of SIGTERM\nlogs:\n%s", p.logs)
+		p.t.Errorf("calm did not stop within 15s of SIGINT\nlogs:\n%s", p.logs)
 	}
 }
 
@@ -257,6 +257,73 @@ func TestServeGracefulShutdown(t *testing.T) {
 	if len(p.logLines("calm stopped")) != 1 {
 		t.Errorf("logs have no \"calm stopped\" line:\n%s", p.logs)
 	}
+	if got := stoppingDelay(p); got != "5s" {
+		t.Errorf("drain delay after SIGTERM = %q, want the default 5s", got)
+	}
+}
+
+// stoppingDelay returns the drain_delay of the "calm stopping" line.
+func stoppingDelay(p *process) string {
+	lines := p.logLines("calm stopping")
+	if len(lines) != 1 {
+		return fmt.Sprintf("(%d stopping lines)", len(lines))
+	}
+	delay, _ := lines[0]["drain_delay"].(string)
+	return delay
+}
+
+func TestServeDrainDelayKeepsServing(t *testing.T) {
+	t.Parallel()
+	p := startCalm(t, nil, "--drain-delay", "1m")
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatalf("sending SIGTERM: %v", err)
+	}
+	waitFor(t, func() bool { return len(p.logLines("calm stopping")) == 1 }, "the stopping line", p)
+
+	// During the delay the listener stays open: load balancers see /readyz
+	// fail while requests still get answers.
+	resp, body := do(t, "GET", p.url+"/readyz", nil, nil)
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("GET /readyz while draining = %d %s, want 503", resp.StatusCode, body)
+	}
+	var ready struct{ Status string }
+	if err := json.Unmarshal(body, &ready); err != nil || ready.Status != "stopping" {
+		t.Errorf("GET /readyz while draining: body %s, want status stopping", body)
+	}
+	if _, body := do(t, "GET", p.url+"/metrics", nil, nil); !strings.Contains(string(body), "calm_up 0\n") {
+		t.Errorf("metrics while draining lack calm_up 0:\n%s", body)
+	}
+	if resp, body := do(t, "GET", p.url+"/api/test", nil, nil); resp.StatusCode != http.StatusOK {
+		t.Errorf("GET /api/test while draining = %d %s, want 200", resp.StatusCode, body)
+	}
+	select {
+	case <-p.exited:
+		t.Fatalf("calm exited during the drain delay\nlogs:\n%s", p.logs)
+	default:
+	}
+	if got := stoppingDelay(p); got != "1m0s" {
+		t.Errorf("drain delay = %q, want 1m0s", got)
+	}
+	// A second signal ends the wait at once; the cleanup's SIGINT does it.
+}
+
+func TestServeInterruptSkipsDrainDelay(t *testing.T) {
+	t.Parallel()
+	p := startCalm(t, nil, "--drain-delay", "1m")
+	if err := p.cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatalf("sending SIGINT: %v", err)
+	}
+	select {
+	case <-p.exited:
+	case <-time.After(15 * time.Second):
+		t.Fatalf("calm did not exit within 15s of SIGINT with a 1m drain delay")
+	}
+	if p.err != nil {
+		t.Errorf("calm exited with %v after SIGINT, want status 0\nlogs:\n%s", p.err, p.logs)
+	}
+	if got := stoppingDelay(p); got != "0s" {
+		t.Errorf("drain delay after SIGINT = %q, want 0s", got)
+	}
 }
 
 // runCalm runs the binary to completion and returns its exit status and
@@ -330,6 +397,8 @@ func TestServeStartupFailures(t *testing.T) {
 		{"upstream", nil, []string{"--upstream", "ftp://x"},
 			`calm serve: --upstream="ftp://x": invalid: want an absolute http or https URL, ` +
 				`such as http://127.0.0.1:8080`, 1},
+		{"drain delay", nil, []string{"--drain-delay", "-1s"},
+			`calm serve: --drain-delay=-1s: invalid: want 0 or a positive duration`, 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -447,7 +516,7 @@ func TestProxyStreams(t *testing.T) {
 	t.Parallel()
 	release := make(chan struct{})
 	up := newUpstream(t, release)
-	p := startCalm(t, nil, "--upstream", up.URL)
+	p := startCalm(t, nil, "--upstream", up.URL, "--drain-delay", "0")
 
 	resp, err := client.Get(p.url + "/stream")
 	if err != nil {

@@ -59,16 +59,35 @@ type cli struct {
 var errUsage = errors.New("usage error")
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, cancel := context.WithCancelCause(context.Background())
+	signals := make(chan os.Signal, 1)
+	signal.Notify(signals, os.Interrupt, syscall.SIGTERM)
 	go func() {
-		// After the first signal starts a graceful shutdown, restore the
-		// default handling, so a second SIGINT or SIGTERM ends calm at once.
-		<-ctx.Done()
-		stop()
+		sig, ok := <-signals
+		if !ok {
+			return
+		}
+		// The first signal starts a graceful shutdown. The default handling
+		// comes back first, so a second SIGINT or SIGTERM ends calm at once.
+		signal.Stop(signals)
+		cancel(stopSignal{sig})
 	}()
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr, os.LookupEnv)
-	stop()
+	signal.Stop(signals)
 	os.Exit(code)
+}
+
+// stopSignal is the cause of the context cancellation that a signal
+// starts, so that a subcommand can tell SIGINT from SIGTERM.
+type stopSignal struct{ os.Signal }
+
+func (s stopSignal) Error() string { return "received " + s.Signal.String() }
+
+// interrupted reports whether ctx was canceled by SIGINT, as Ctrl-C at a
+// terminal sends.
+func interrupted(ctx context.Context) bool {
+	var sig stopSignal
+	return errors.As(context.Cause(ctx), &sig) && sig.Signal == os.Interrupt
 }
 
 // run executes the command line args and returns the exit status.

@@ -29,6 +29,7 @@ type serveFlags struct {
 	addr            string
 	configPath      string
 	upstream        *url.URL
+	drainDelay      time.Duration
 	shutdownTimeout time.Duration
 	// settings maps config.Var keys to the flags that set them.
 	settings map[string]config.Flag
@@ -45,6 +46,10 @@ const (
 	// demoTimeout bounds reading a request and writing a response of the
 	// demo API, whose responses are small.
 	demoTimeout = 30 * time.Second
+	// defaultDrainDelay is the default of --drain-delay: long enough for a
+	// load balancer that polls /readyz every few seconds, or for Kubernetes
+	// to remove the pod from its endpoints, to stop sending new requests.
+	defaultDrainDelay = 5 * time.Second
 )
 
 func parseServeFlags(c *cli) (serveFlags, error) {
@@ -58,6 +63,9 @@ func parseServeFlags(c *cli) (serveFlags, error) {
 		"serving the demo API")
 	logFormat := fs.String("log-format", "", "log `format`: text or json "+
 		"(overrides RATELIMIT_LOG_FORMAT; default text)")
+	drainDelay := fs.Duration("drain-delay", defaultDrainDelay,
+		"how long to keep serving after SIGTERM, with /readyz answering 503, before the "+
+			"listener closes; SIGINT skips it")
 	shutdown := fs.Duration("shutdown-timeout", 15*time.Second,
 		"how long to let open requests finish after SIGINT or SIGTERM")
 	exts := newExtensions()
@@ -78,6 +86,7 @@ func parseServeFlags(c *cli) (serveFlags, error) {
 	f := serveFlags{
 		addr:            *addr,
 		configPath:      *configPath,
+		drainDelay:      *drainDelay,
 		shutdownTimeout: *shutdown,
 		settings:        map[string]config.Flag{},
 		extensions:      exts,
@@ -95,6 +104,10 @@ func parseServeFlags(c *cli) (serveFlags, error) {
 			return serveFlags{}, err
 		}
 		f.upstream = u
+	}
+	if f.drainDelay < 0 {
+		return serveFlags{}, fmt.Errorf("--drain-delay=%v: invalid: want 0 or a positive duration",
+			f.drainDelay)
 	}
 	if f.shutdownTimeout <= 0 {
 		return serveFlags{}, fmt.Errorf("--shutdown-timeout=%v: invalid: want a positive duration",
@@ -134,7 +147,11 @@ func runServe(ctx context.Context, c *cli) error {
 		return fmt.Errorf("serving on %s: %w", ln.Addr(), err)
 	case <-ctx.Done():
 	}
-	return gw.shutdown(srv, flags.shutdownTimeout)
+	delay := flags.drainDelay
+	if interrupted(ctx) {
+		delay = 0
+	}
+	return gw.shutdown(srv, delay, flags.shutdownTimeout)
 }
 
 // server returns the HTTP server with the gateway's timeouts.
@@ -154,11 +171,18 @@ func (gw *gateway) server() *http.Server {
 	return srv
 }
 
-// shutdown stops accepting requests, reports not ready, waits up to
-// timeout for open requests and then closes the store.
-func (gw *gateway) shutdown(srv *http.Server, timeout time.Duration) error {
+// shutdown reports not ready, keeps serving for drainDelay so that load
+// balancers see /readyz fail and stop sending requests, then stops
+// accepting requests, waits up to timeout for open requests and closes the
+// store.
+func (gw *gateway) shutdown(srv *http.Server, drainDelay, timeout time.Duration) error {
 	gw.ready.Store(false)
-	gw.logger.Info("calm stopping", "component", "gateway", "timeout", timeout.String())
+	gw.logger.Info("calm stopping", "component", "gateway",
+		"drain_delay", drainDelay.String(), "timeout", timeout.String())
+	if drainDelay > 0 {
+		// A second SIGINT or SIGTERM ends the process during this wait.
+		time.Sleep(drainDelay)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	err := srv.Shutdown(ctx)
