@@ -74,11 +74,14 @@ type result struct {
 	// figure includes.
 	warmupChecks int64
 	// redisCPU is the CPU time redis-server spent per check, in µs.
-	redisCPU    float64
-	denied      int64
-	perSecond   float64
-	p50, p99    time.Duration
-	description string
+	redisCPU float64
+	// callsPerCheck is the number of commands Redis ran per check, and
+	// usecPerCheck the time Redis measured running them, in µs.
+	callsPerCheck, usecPerCheck float64
+	denied                      int64
+	perSecond                   float64
+	p50, p99                    time.Duration
+	description                 string
 }
 
 func run(cfg benchConfig) error {
@@ -127,6 +130,9 @@ func run(cfg benchConfig) error {
 		if err != nil {
 			return err
 		}
+		if _, err := redistest.Command(srv.Addr, "CONFIG", "RESETSTAT"); err != nil {
+			return fmt.Errorf("CONFIG RESETSTAT: %w", err)
+		}
 		r, err := measure(impl, cfg)
 		impl.close()
 		if err != nil {
@@ -137,11 +143,18 @@ func run(cfg benchConfig) error {
 			return err
 		}
 		r.redisCPU = (cpuAfter - cpuBefore) / float64(r.checks+r.warmupChecks) * 1e6
+		calls, usec, err := redisCommandStats(srv.Addr)
+		if err != nil {
+			return err
+		}
+		r.callsPerCheck = float64(calls) / float64(r.checks+r.warmupChecks)
+		r.usecPerCheck = float64(usec) / float64(r.checks+r.warmupChecks)
 		r.description = desc
 		results = append(results, r)
-		fmt.Printf("%-13s %9.0f checks/s  p50 %5dµs  p99 %6dµs  redis CPU %4.1fµs/check  denied %d of %d  (%s)\n",
+		fmt.Printf("%-13s %9.0f checks/s  p50 %5dµs  p99 %6dµs  redis CPU %4.1fµs/check "+
+			"(%.2f commands and %.1fµs in commands per check)  denied %d of %d  (%s)\n",
 			r.name, r.perSecond, r.p50.Microseconds(), r.p99.Microseconds(), r.redisCPU,
-			r.denied, r.checks, desc)
+			r.callsPerCheck, r.usecPerCheck, r.denied, r.checks, desc)
 	}
 
 	if len(results) == 0 || results[0].name != "calm" {
@@ -275,6 +288,27 @@ func redisCPU(addr string) (float64, error) {
 		total += v
 	}
 	return total, nil
+}
+
+var commandStat = regexp.MustCompile(`cmdstat_[a-z|]+:calls=([0-9]+),usec=([0-9]+)`)
+
+// redisCommandStats returns the commands Redis ran since CONFIG RESETSTAT
+// and the microseconds it spent in them, from INFO commandstats.
+func redisCommandStats(addr string) (calls, usec int64, err error) {
+	out, err := redistest.Command(addr, "INFO", "commandstats")
+	if err != nil {
+		return 0, 0, fmt.Errorf("INFO commandstats: %w", err)
+	}
+	for _, m := range commandStat.FindAllStringSubmatch(out, -1) {
+		if strings.HasPrefix(m[0], "cmdstat_info") || strings.HasPrefix(m[0], "cmdstat_config") {
+			continue
+		}
+		n, _ := strconv.ParseInt(m[1], 10, 64)
+		u, _ := strconv.ParseInt(m[2], 10, 64)
+		calls += n
+		usec += u
+	}
+	return calls, usec, nil
 }
 
 var perSecond = regexp.MustCompile(`([0-9.]+) requests per second`)

@@ -40,10 +40,15 @@ func refundOne(s *Store, c store.Check, cost int64, states []int64) {
 	s.refund(context.Background(), s.conn.Load().client, []store.Check{c}, s.nowArg(), cost, calls, []int{0})
 }
 
-// stateOf reads the state of key back from Redis.
+// stateOf reads the state of key back from Redis, the zero State when the
+// key is missing or another algorithm wrote it.
 func stateOf(t *testing.T, addr, key string, kind algorithm.Kind) algorithm.State {
 	t.Helper()
-	out, err := redistest.Command(addr, "GET", key)
+	const decode = `local v = redis.call('GET', KEYS[1])
+if not v then return {} end
+local a, b, c, k = cmsgpack.unpack(v)
+return {string.format('%.0f', a), string.format('%.0f', b), string.format('%.0f', c), k}`
+	out, err := redistest.Command(addr, "EVAL", decode, "1", key)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -251,3 +251,20 @@ func TestBatchSurvivesAbandonedRequests(t *testing.T) {
 		apply(t, s, 1, c)
 	}
 }
+
+// TestForeignValueReadsAsFresh writes values calm did not write into a key
+// and expects a fresh state rather than a script error.
+func TestForeignValueReadsAsFresh(t *testing.T) {
+	clock := newFakeClock()
+	s, srv := newStore(t, Config{Now: clock.Now})
+	c := check("test:foreign:{a}:60", algorithm.TokenBucket, 5, time.Minute)
+	for _, value := range []string{"garbage", "1 2 3 2", "\x93\x01\x02\x03"} {
+		if out, err := redistest.Command(srv.Addr, "SET", c.Key, value); err != nil {
+			t.Fatalf("SET: %v %s", err, out)
+		}
+		ok, d := apply(t, s, 1, c)
+		if !ok || d[0].Remaining != 4 {
+			t.Errorf("Apply over the value %q = %v remaining %d, want true remaining 4", value, ok, d[0].Remaining)
+		}
+	}
+}

@@ -10,9 +10,10 @@
 -- microseconds.
 --
 -- KEYS      the key of every check of every request, in order. A key holds
---           the string "a b c k": the State fields and the Kind that wrote
---           them, as decimal integers. A state written by another Kind reads
---           as a fresh one.
+--           the MessagePack encoding of a b c k, four integers: the State
+--           fields and the Kind that wrote them. A state written by another
+--           Kind, or a value that is not such an encoding, reads as a fresh
+--           one.
 -- ARGV[1]   now in Unix microseconds, or "" to read the Redis clock (TIME).
 -- ARGV[2]   mode: "0" decides and charges; "1" does the same and appends
 --           the state before and after each check to the reply, which a
@@ -34,8 +35,8 @@
 -- A request sees the charges of the requests before it in the batch. Every
 -- key is written once, at the end, with a TTL of its horizon or its
 -- reset_after, whichever is longer. Numbers stay below 2^53, so the doubles
--- of Lua hold them exactly; they are written with %.0f because tostring
--- would switch to exponent notation.
+-- of Lua hold them exactly, and cmsgpack writes such whole numbers as
+-- MessagePack integers.
 
 local DECIDE = {}
 
@@ -79,9 +80,9 @@ local function load(key, kind)
   end
   local v = stored[key]
   if v then
-    local a, b, c, k = string.match(v, '^(%-?%d+) (%-?%d+) (%-?%d+) (%d+)$')
-    if a and tonumber(k) == kind then
-      return tonumber(a), tonumber(b), tonumber(c)
+    local ok, a, b, c, k = pcall(cmsgpack.unpack, v)
+    if ok and k == kind and type(a) == 'number' and type(b) == 'number' and type(c) == 'number' then
+      return a, b, c
     end
   end
   return 0, 0, 0
@@ -97,6 +98,12 @@ for i = 1, tonumber(ARGV[3]) do
   p = p + 7
 end
 
+-- pending maps keys to the new states of the request being decided, so
+-- that a key listed twice is charged twice, in order, as the memory store
+-- does; pending_order lists those keys. Both are emptied after each request.
+local pending = {}
+local pending_order = {}
+
 -- decide_request decides the checks of one request whose arguments start
 -- at ARGV[p] and keys at KEYS[k]. It appends to reply and returns the next
 -- p and k.
@@ -105,10 +112,6 @@ local function decide_request(reply, p, k)
   p = p + 2
   local head = #reply + 1
   reply[head] = 1
-  -- pending maps keys to the new states of this request, so that a key listed
-  -- twice is charged twice, in order, as the memory store does.
-  local pending = {}
-  local pending_order = {}
   local all = true
   -- checked lists {key, limit, reply index} of each check, so that a
   -- denied request can report the budgets it did not charge.
@@ -202,6 +205,6 @@ end
 
 for _, key in ipairs(order) do
   local s = committed[key]
-  redis.call('SET', key, string.format('%.0f %.0f %.0f %d', s[1], s[2], s[3], s[4]), 'PX', s[5])
+  redis.call('SET', key, cmsgpack.pack(s[1], s[2], s[3], s[4]), 'PX', s[5])
 end
 return reply

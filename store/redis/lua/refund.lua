@@ -16,7 +16,7 @@ local UNDO = {}
 --{{UNDO}}
 
 local function encode(a, b, c, kind)
-  return string.format('%.0f %.0f %.0f %d', a, b, c, kind)
+  return cmsgpack.pack(a, b, c, kind)
 end
 
 local now
@@ -37,12 +37,11 @@ for i = #KEYS, 1, -1 do
   local a1, b1, c1 = tonumber(ARGV[p + 7]), tonumber(ARGV[p + 8]), tonumber(ARGV[p + 9])
 
   local v = redis.call('GET', KEYS[i])
-  local sa, sb, sc, sk
+  local ok, a, b, c, k = false
   if v then
-    sa, sb, sc, sk = string.match(v, '^(%-?%d+) (%-?%d+) (%-?%d+) (%d+)$')
+    ok, a, b, c, k = pcall(cmsgpack.unpack, v)
   end
-  if sa and tonumber(sk) == kind then
-    local a, b, c = tonumber(sa), tonumber(sb), tonumber(sc)
+  if ok and k == kind and type(a) == 'number' and type(b) == 'number' and type(c) == 'number' then
     if a == a1 and b == b1 and c == c1 then
       -- Nothing wrote the key since the charge: put the old state back.
       if a0 == 0 and b0 == 0 and c0 == 0 then
