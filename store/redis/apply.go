@@ -41,7 +41,7 @@ func (s *Store) Apply(ctx context.Context, checks []store.Check, cost int64, out
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	if !conn.cluster {
-		return s.applyBatched(ctx, conn.client, checks, cost, out)
+		return s.applyBatched(ctx, conn.client, &s.batch, checks, cost, out, nil)
 	}
 	return s.applyCluster(ctx, conn.client, checks, cost, out)
 }
@@ -59,15 +59,8 @@ func (s *Store) applyCluster(ctx context.Context, c rueidis.Client, checks []sto
 	if !sameSlot(checks) {
 		return s.applyAcrossSlots(ctx, c, checks, cost, out)
 	}
-	sc := s.scratch.Get().(*scratch)
-	defer s.scratch.Put(sc)
-	sc.reset(s.nowArg(), modeCharge)
-	sc.addRequest(checks, cost)
-	vals, err := sc.script().exec(ctx, c, sc.keys, sc.finish()).ToArray()
-	if err != nil {
-		return false, unavailable(err)
-	}
-	return parseOne(vals, checks, out[:len(checks)], nil)
+	b := s.slotBatcher(keySlot(checks[0].Key))
+	return s.applyBatched(ctx, c, b, checks, cost, out[:len(checks)], nil)
 }
 
 // nowArg returns the time argument of the script: "" for Redis TIME.

@@ -12,8 +12,8 @@ import (
 	"github.com/calm-limiter/calm/store"
 )
 
-// Bounds of the batching of concurrent requests (standalone and Sentinel
-// only: on a Redis Cluster one script may only touch keys of one slot).
+// Bounds of the batching of concurrent requests. On a Redis Cluster one
+// script may only touch keys of one slot, so each slot has its own batcher.
 const (
 	// maxInflight is the number of script calls a Store keeps in flight
 	// before further requests wait to join the next call. While fewer are
@@ -37,6 +37,10 @@ const (
 // request, whose goroutine sends the next call, so no goroutine serves
 // others for longer than one call.
 type batcher struct {
+	// mode is the script mode of the batcher's calls: modeCharge, or
+	// modeChargeWithState on a Cluster, whose cross-slot requests need the
+	// states for refunds.
+	mode     string
 	mu       sync.Mutex
 	queue    []*request // waiting requests, oldest first; guarded by mu
 	inflight int        // calls in flight or about to be; guarded by mu
@@ -48,6 +52,7 @@ type request struct {
 	cost      int64
 	deadline  time.Time // zero: none
 	decisions []algorithm.Decision
+	states    []int64 // with modeChargeWithState: 6 per check
 	allowed   bool
 	err       error
 	// ready receives false when the request has been decided, and true when
@@ -57,48 +62,63 @@ type request struct {
 
 var requestPool = sync.Pool{New: func() any { return &request{ready: make(chan bool, 1)} }}
 
-// applyBatched decides one request through the batcher.
-func (s *Store) applyBatched(ctx context.Context, c rueidis.Client, checks []store.Check, cost int64, out []algorithm.Decision) (bool, error) {
+// applyBatched decides one request through batcher b. With a batcher in
+// modeChargeWithState it copies the state before and after each check
+// into states, when states is not nil.
+func (s *Store) applyBatched(ctx context.Context, c rueidis.Client, b *batcher, checks []store.Check, cost int64, out []algorithm.Decision, states []int64) (bool, error) {
 	req := requestPool.Get().(*request)
 	// The request keeps its own copy: a caller whose context ends returns
 	// while a call may still read the checks.
 	req.checks, req.cost = append(req.checks[:0], checks...), cost
 	req.decisions = slices.Grow(req.decisions[:0], len(checks))[:len(checks)]
+	if b.mode == modeChargeWithState {
+		req.states = slices.Grow(req.states[:0], stateFields*len(checks))[:stateFields*len(checks)]
+	}
 	req.deadline, _ = ctx.Deadline()
 
-	b := &s.batch
 	b.mu.Lock()
 	if b.inflight < maxInflight {
 		b.inflight++
 		b.mu.Unlock()
-		s.lead(c, req)
+		s.lead(c, b, req)
 	} else {
 		b.queue = append(b.queue, req)
 		b.mu.Unlock()
 		select {
 		case lead := <-req.ready:
 			if lead {
-				s.lead(c, req)
+				s.lead(c, b, req)
 			}
 		case <-ctx.Done():
-			s.abandon(c, req)
+			s.abandon(c, b, req)
 			return false, unavailable(ctx.Err())
 		}
 	}
 
 	allowed, err := req.allowed, req.err
 	copy(out, req.decisions)
+	if states != nil {
+		copy(states, req.states)
+	}
 	req.err = nil
 	requestPool.Put(req)
 	return allowed, err
+}
+
+// slotBatcher returns the batcher of a Redis Cluster hash slot.
+func (s *Store) slotBatcher(slot uint16) *batcher {
+	if b := s.slots[slot].Load(); b != nil {
+		return b
+	}
+	s.slots[slot].CompareAndSwap(nil, &batcher{mode: modeChargeWithState})
+	return s.slots[slot].Load()
 }
 
 // abandon withdraws a request whose context ended while it waited. A
 // request already taken into a call, or handed the lead, cannot be
 // withdrawn. A goroutine then waits for it and leads the next call if the
 // lead comes to it, so that the queue keeps moving. Such a request is not reused.
-func (s *Store) abandon(c rueidis.Client, req *request) {
-	b := &s.batch
+func (s *Store) abandon(c rueidis.Client, b *batcher, req *request) {
 	b.mu.Lock()
 	if i := slices.Index(b.queue, req); i >= 0 {
 		b.queue = slices.Delete(b.queue, i, i+1)
@@ -109,7 +129,7 @@ func (s *Store) abandon(c rueidis.Client, req *request) {
 	b.mu.Unlock()
 	go func() {
 		if <-req.ready {
-			s.lead(c, req)
+			s.lead(c, b, req)
 		}
 	}()
 }
@@ -117,8 +137,7 @@ func (s *Store) abandon(c rueidis.Client, req *request) {
 // lead sends one call with first and as many waiting requests as fit,
 // signals each that it was decided, and hands the lead to the next waiting request
 // or, when none waits, gives its in-flight slot back.
-func (s *Store) lead(c rueidis.Client, first *request) {
-	b := &s.batch
+func (s *Store) lead(c rueidis.Client, b *batcher, first *request) {
 	reqs := []*request{first}
 	keys := len(first.checks)
 	b.mu.Lock()
@@ -131,7 +150,7 @@ func (s *Store) lead(c rueidis.Client, first *request) {
 	b.queue = slices.Delete(b.queue, 0, n)
 	b.mu.Unlock()
 
-	s.send(c, reqs)
+	s.send(c, b.mode, reqs)
 	for _, r := range reqs[1:] {
 		r.ready <- false
 	}
@@ -154,7 +173,7 @@ func (s *Store) lead(c rueidis.Client, first *request) {
 // and give up when those end. A first request that was abandoned, because
 // its context ended while it waited, lends its place to the latest
 // deadline of the others.
-func (s *Store) send(c rueidis.Client, reqs []*request) {
+func (s *Store) send(c rueidis.Client, mode string, reqs []*request) {
 	now := time.Now()
 	deadline := reqs[0].deadline
 	if !deadline.After(now) {
@@ -173,7 +192,7 @@ func (s *Store) send(c rueidis.Client, reqs []*request) {
 
 	sc := s.scratch.Get().(*scratch)
 	defer s.scratch.Put(sc)
-	sc.reset(s.nowArg(), modeCharge)
+	sc.reset(s.nowArg(), mode)
 	for _, r := range reqs {
 		sc.addRequest(r.checks, r.cost)
 	}
@@ -184,7 +203,11 @@ func (s *Store) send(c rueidis.Client, reqs []*request) {
 	}
 	i := 1
 	for _, r := range reqs {
-		if r.allowed, i, err = parseRequest(vals, i, r.checks, r.decisions, nil); err != nil {
+		var states []int64
+		if mode == modeChargeWithState {
+			states = r.states
+		}
+		if r.allowed, i, err = parseRequest(vals, i, r.checks, r.decisions, states); err != nil {
 			setError(reqs, err)
 			return
 		}

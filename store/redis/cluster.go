@@ -43,19 +43,32 @@ func (s *Store) applyAcrossSlots(ctx context.Context, c rueidis.Client, checks [
 	if s.parallel {
 		ok, charged, err := s.sendSlots(ctx, c, checks, now, cost, modeChargeWithState, calls, all, out)
 		if !ok {
-			s.refund(ctx, c, checks, now, cost, calls, charged)
+			s.refund(ctx, c, checks, cost, calls, charged)
 		}
 		return ok, err
 	}
 
 	var charged []int
+	decisions := make([]algorithm.Decision, len(checks))
 	for g := range calls {
-		ok, ch, err := s.sendSlots(ctx, c, checks, now, cost, modeChargeWithState, calls, all[g:g+1], out)
-		charged = append(charged, ch...)
-		if ok {
+		call := &calls[g]
+		call.checks = call.checks[:0]
+		for _, i := range call.idx {
+			call.checks = append(call.checks, checks[i])
+		}
+		call.states = make([]int64, stateFields*len(call.idx))
+		b := s.slotBatcher(keySlot(call.checks[0].Key))
+		ok, err := s.applyBatched(ctx, c, b, call.checks, cost, decisions[:len(call.idx)], call.states)
+		if err == nil {
+			for j, i := range call.idx {
+				out[i] = decisions[j]
+			}
+		}
+		if ok && err == nil {
+			charged = append(charged, g)
 			continue
 		}
-		s.refund(ctx, c, checks, now, cost, calls, charged)
+		s.refund(ctx, c, checks, cost, calls, charged)
 		if err == nil && g+1 < len(calls) {
 			// Fill in the budgets of the slots the request never reached.
 			// A failure here leaves their decisions empty; the request is
@@ -131,10 +144,13 @@ func parseSlot(resp rueidis.RedisResult, checks []store.Check, out []algorithm.D
 // refund takes back the charges of the given slot calls. It runs even when
 // ctx has expired, within the store's timeout. A refund that fails leaves
 // the charge in place, which denies more, never admits more.
-func (s *Store) refund(ctx context.Context, c rueidis.Client, checks []store.Check, now string, cost int64, calls []slotCall, charged []int) {
+func (s *Store) refund(ctx context.Context, c rueidis.Client, checks []store.Check, cost int64, calls []slotCall, charged []int) {
 	if len(charged) == 0 {
 		return
 	}
+	// The time of the refund, not of the charge: the later the time, the
+	// less of a bucket or GCRA charge comes back.
+	now := s.nowArg()
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.timeout)
 	defer cancel()
 	cmds := make(rueidis.Commands, 0, len(charged))

@@ -58,7 +58,7 @@ type Config struct {
 	// returns, as long as the narrowest check comes first (calm.Limiter
 	// keeps the caller's order: user, endpoint, global). With ParallelSlots
 	// every slot is charged at once, in one round trip. In a burst, requests
-	// that arrive while a charge waits for its refund may then be denied (8
+	// that arrive while a charge waits for its refund may then be denied (5
 	// to 53 of 100 in the burst test of docs/REDIS.md). Neither mode ever
 	// admits more than a limit. Nothing changes on a standalone Redis or
 	// for checks that share a slot.

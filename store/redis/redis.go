@@ -48,7 +48,10 @@ type Store struct {
 
 	closed  atomic.Bool
 	scratch sync.Pool
-	batch   batcher
+	batch   batcher // standalone and Sentinel
+	// slots holds the batcher of each Redis Cluster hash slot, made on
+	// first use.
+	slots [slotCount]atomic.Pointer[batcher]
 }
 
 // connection is a connected client and the deployment it found.
@@ -75,6 +78,7 @@ func New(cfg Config) (*Store, error) {
 		s.timeout = DefaultTimeout
 	}
 	s.scratch.New = func() any { return new(scratch) }
+	s.batch.mode = modeCharge
 
 	if cfg.Client != nil {
 		s.setClient(cfg.Client)

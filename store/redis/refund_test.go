@@ -37,7 +37,7 @@ func charge(t *testing.T, s *Store, c store.Check, cost int64) (bool, []int64) {
 // refundOne runs the refund of one charge.
 func refundOne(s *Store, c store.Check, cost int64, states []int64) {
 	calls := []slotCall{{idx: []int{0}, states: states}}
-	s.refund(context.Background(), s.conn.Load().client, []store.Check{c}, s.nowArg(), cost, calls, []int{0})
+	s.refund(context.Background(), s.conn.Load().client, []store.Check{c}, cost, calls, []int{0})
 }
 
 // stateOf reads the state of key back from Redis, the zero State when the
