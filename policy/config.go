@@ -28,6 +28,15 @@
 // route's pattern, else the application's route pattern (when the caller
 // knows it), else the group's prefix, else a catch-all. It never comes from
 // the raw request path, so the number of keys per client stays bounded.
+//
+// Routes, groups and Include also match variants of the path that an
+// application behind a proxy may serve as the same resource. The variants
+// read "%2F", "%5C" and backslashes as slashes and "%2E" as a dot, drop ";"
+// parameters and a trailing slash, and with Config.FoldCase are in lower
+// case. A request is limited by every route that its path or one of these forms
+// matches, except that a route written for the trailing-slash form, such as
+// "GET /a/" next to "GET /a", alone limits that form. Exclude matches the
+// path as it is, so a variant of an excluded path is limited.
 package policy
 
 import (
@@ -70,6 +79,13 @@ type Config struct {
 
 	// Groups sets limits for path prefixes such as "/auth".
 	Groups []Group `yaml:"groups" json:"groups"`
+
+	// FoldCase also limits a request by the routes, include patterns and
+	// groups that its path matches when ASCII letter case is ignored, for
+	// applications that ignore case, so "/API/test" counts against
+	// "GET /api/test" too. Default false: matching is case-sensitive, as
+	// in ServeMux. The gateway sets it from RATELIMIT_PROXY_FOLD_CASE.
+	FoldCase bool `yaml:"-" json:"-"`
 }
 
 // Route sets the limits and cost of the requests that match one ServeMux

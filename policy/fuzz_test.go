@@ -25,9 +25,18 @@ func FuzzMatch(f *testing.F) {
 	f.Add("GET", "/api/%2e%2e/auth/login", "h", "")
 	f.Add("OPTIONS", "*", "h", "")
 	f.Add("GET", "http://other/healthz", "h", "")
-	p, err := New(demoConfig())
+	f.Add("GET", "/API%2fUsers%5C42;x/", "h", "")
+	f.Add("GET", "/auth;a/%2E%2E/api/me/", "h", "")
+	cfg := demoConfig()
+	cfg.Routes = append(cfg.Routes, Route{Pattern: "GET /Public/{Name}/", Limits: []string{"9/minute"}})
+	p, err := New(cfg)
 	if err != nil {
 		f.Fatalf("New: %v", err)
+	}
+	cfg.FoldCase = true
+	folded, err := New(cfg)
+	if err != nil {
+		f.Fatalf("New with FoldCase: %v", err)
 	}
 	allowed := map[string]bool{CatchAllEndpoint: true, "/auth/*": true, "/api/*": true}
 	for pattern := range p.byRoute {
@@ -38,7 +47,12 @@ func FuzzMatch(f *testing.F) {
 		if r == nil {
 			return
 		}
-		m := p.Match(r, appPattern)
+		plain := p.Match(r, appPattern)
+		m := folded.Match(r, appPattern)
+		if plain.Limited != m.Limited {
+			t.Fatalf("Match(%s %q).Limited = %v with FoldCase, %v without", method, target,
+				m.Limited, plain.Limited)
+		}
 		if !m.Limited {
 			return
 		}

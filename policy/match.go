@@ -23,7 +23,33 @@ type Match struct {
 	// request.
 	CostFunc func(*http.Request) (int64, error)
 
-	sets [2]*ruleSet // the endpoint's limits, then the group budget
+	// sets are the rule sets to charge, each with the endpoint of its keys:
+	// the limits of each matching route, each followed by its group budget.
+	sets [2 * maxRoutes]matchSet
+}
+
+// matchSet is a rule set of a match and the endpoint of its keys.
+type matchSet struct {
+	limits   *ruleSet
+	endpoint string
+}
+
+// add appends s with endpoint to m's sets, unless s is nil or the same
+// keys are already there.
+func (m *Match) add(s *ruleSet, endpoint string) {
+	if s == nil {
+		return
+	}
+	for i := range m.sets {
+		ms := &m.sets[i]
+		if ms.limits == nil {
+			*ms = matchSet{limits: s, endpoint: endpoint}
+			return
+		}
+		if ms.limits == s && (s.endpoint != "" || ms.endpoint == endpoint) {
+			return
+		}
+	}
 }
 
 // Match returns the limits that apply to r. appPattern is the pattern of
@@ -32,48 +58,79 @@ type Match struct {
 // route matches, so it must come from the router, never from the raw path.
 func (p *Policy) Match(r *http.Request, appPattern string) Match {
 	if r.URL == nil {
-		return Match{Limited: true, Endpoint: CatchAllEndpoint, Cost: 1, sets: [2]*ruleSet{p.defaults}}
+		m := Match{Limited: true, Endpoint: CatchAllEndpoint, Cost: 1}
+		m.add(p.defaults, m.Endpoint)
+		return m
 	}
+	// Exclusion looks at the raw path alone, so that a variant of an
+	// excluded path is limited rather than let through.
 	if p.exclude.match(r) != "" {
 		return Match{}
 	}
-	if p.include != nil && p.include.match(r) == "" {
+	v := p.variantsOf(r)
+	if p.include != nil && !p.included(r, v) {
 		return Match{}
 	}
 
-	if pattern := p.routes.match(r); pattern != "" {
-		rt := p.byRoute[pattern]
-		m := Match{Limited: true, Endpoint: rt.pattern, Cost: rt.cost, CostFunc: rt.costFunc}
-		m.sets[0] = rt.limits
-		if rt.group != nil {
-			m.sets[1] = rt.group.budget
-		}
-		return m
+	if routes := p.matchRoutes(r, v); routes[0] != nil {
+		return routesMatch(&routes)
 	}
 
-	if g := p.group(r.URL.Path); g != nil {
-		m := Match{Limited: true, Endpoint: appPattern, Cost: g.cost, sets: [2]*ruleSet{g.limits, g.budget}}
+	if g := p.groupOf(r, v); g != nil {
+		m := Match{Limited: true, Endpoint: appPattern, Cost: g.cost}
 		if m.Endpoint == "" {
 			m.Endpoint = g.prefix + "/*"
 		}
+		m.add(g.limits, m.Endpoint)
+		m.add(g.budget, m.Endpoint)
 		return m
 	}
 
-	m := Match{Limited: true, Endpoint: appPattern, Cost: 1, sets: [2]*ruleSet{p.defaults}}
+	m := Match{Limited: true, Endpoint: appPattern, Cost: 1}
 	if m.Endpoint == "" {
 		m.Endpoint = CatchAllEndpoint
+	}
+	m.add(p.defaults, m.Endpoint)
+	return m
+}
+
+// routesMatch returns the match of a request that routes match, the first
+// of them being the endpoint it is reported under.
+//
+// NOTE: when several routes match, the request costs the largest of their
+// static costs, or what the first cost function returns.
+func routesMatch(routes *routeList) Match {
+	first := routes[0]
+	m := Match{Limited: true, Endpoint: first.pattern, Cost: first.cost, CostFunc: first.costFunc}
+	for _, rt := range routes {
+		if rt == nil {
+			break
+		}
+		m.add(rt.limits, rt.pattern)
+		if rt.group != nil {
+			m.add(rt.group.budget, rt.pattern)
+		}
+		m.Cost = max(m.Cost, rt.cost)
+		if m.CostFunc == nil {
+			m.CostFunc = rt.costFunc
+		}
 	}
 	return m
 }
 
-// group returns the group with the longest prefix that covers the path.
-func (p *Policy) group(rawPath string) *group {
+// group returns the group with the longest prefix that covers the path,
+// comparing in lower case when folded is true.
+func (p *Policy) group(rawPath string, folded bool) *group {
 	if len(p.groups) == 0 {
 		return nil
 	}
 	clean := cleanPath(rawPath)
 	for _, g := range p.groups {
-		if underPrefix(clean, g.prefix) {
+		prefix := g.prefix
+		if folded {
+			prefix = g.foldedPrefix
+		}
+		if underPrefix(clean, prefix) {
 			return g
 		}
 	}
@@ -83,33 +140,35 @@ func (p *Policy) group(rawPath string) *group {
 // Policy returns the name of the rule set that applies to the endpoint,
 // such as "default".
 func (m Match) Policy() string {
+	first := m.sets[0]
 	switch {
-	case m.sets[0] == nil:
+	case first.limits == nil:
 		return ""
-	case m.sets[0].policy == "":
-		return m.Endpoint
+	case first.limits.policy == "":
+		return first.endpoint
 	}
-	return m.sets[0].policy
+	return first.limits.policy
 }
 
 // AppendChecks appends the checks of the match to dst for the given client
 // identity and returns the extended slice. Checks in the user scope carry
 // the client; endpoint-wide checks do not.
 func (m Match) AppendChecks(dst []calm.Check, client string) []calm.Check {
-	for _, s := range m.sets {
+	for _, ms := range m.sets {
+		s := ms.limits
 		if s == nil {
-			continue
+			break
 		}
 		c := calm.Check{
 			Scope:     s.scope,
 			Policy:    s.policy,
-			Endpoint:  s.keyPrefix + m.Endpoint,
+			Endpoint:  s.keyPrefix + ms.endpoint,
 			Rules:     s.rules,
 			Algorithm: s.algorithm,
 			Burst:     s.burst,
 		}
 		if s.policy == "" {
-			c.Policy = m.Endpoint
+			c.Policy = ms.endpoint
 		}
 		if s.endpoint != "" {
 			c.Endpoint = s.endpoint
@@ -163,11 +222,12 @@ func Declare(r Route) (*Declared, error) {
 // Match returns the match of a request to the declared route at endpoint,
 // which must be a route pattern or a fixed name, never a raw path.
 func (d *Declared) Match(endpoint string) Match {
-	return Match{
+	m := Match{
 		Limited:  true,
 		Endpoint: endpoint,
 		Cost:     d.cost,
 		CostFunc: d.costFunc,
-		sets:     [2]*ruleSet{d.limits},
 	}
+	m.add(d.limits, endpoint)
+	return m
 }

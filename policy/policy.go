@@ -25,6 +25,10 @@ type Policy struct {
 	routes   *patternSet
 	byRoute  map[string]*route
 	groups   []*group // longest prefix first
+	// foldCase is Config.FoldCase; foldedPatterns is true when a pattern
+	// has an upper-case letter in its path, so the folded sets differ.
+	foldCase       bool
+	foldedPatterns bool
 }
 
 // ruleSet is a compiled set of stacked rules.
@@ -55,15 +59,22 @@ type route struct {
 
 type group struct {
 	prefix string
-	limits *ruleSet
-	budget *ruleSet // nil without a budget
-	cost   int64
+	// foldedPrefix is prefix in lower case, for Config.FoldCase.
+	foldedPrefix string
+	limits       *ruleSet
+	budget       *ruleSet // nil without a budget
+	cost         int64
 }
 
 // patternSet matches requests against ServeMux patterns.
 type patternSet struct {
 	mux      *http.ServeMux
 	patterns map[string]bool
+	// folded holds the patterns with their paths in lower case, and
+	// original maps each back; nil unless Config.FoldCase is set and a
+	// pattern has an upper-case letter.
+	folded   *patternSet
+	original map[string]string
 }
 
 // New validates c and compiles it. The error lists every invalid setting,
@@ -89,6 +100,14 @@ func New(c Config) (*Policy, error) {
 	}
 	if len(b.errs) > 0 {
 		return nil, errors.Join(b.errs...)
+	}
+	if c.FoldCase {
+		b.p.foldCase = true
+		for _, set := range []*patternSet{b.p.include, b.p.routes} {
+			if set.buildFolded() {
+				b.p.foldedPatterns = true
+			}
+		}
 	}
 	for _, set := range []*patternSet{b.p.exclude, b.p.include, b.p.routes} {
 		set.addCatchAll()
@@ -168,7 +187,8 @@ func (b *builder) group(setting string, g Group) {
 	b.seen["group "+prefix] = setting
 
 	name := b.name(setting+".name", g.Name, prefix)
-	gr := &group{prefix: prefix, cost: b.cost(setting+".cost", g.Cost, 1)}
+	gr := &group{prefix: prefix, foldedPrefix: strings.ToLower(prefix),
+		cost: b.cost(setting+".cost", g.Cost, 1)}
 	if len(g.Limits) > 0 {
 		gr.limits = b.ruleSet(setting+".limits", g.Limits, "", name, g.Scope, g.Algorithm, 0)
 	} else {
