@@ -38,6 +38,13 @@ func startCalms(t *testing.T, n int, env map[string]string) []*process {
 // over procs from workers goroutines, and returns how many got each status.
 // Transport errors count under status 0.
 func statusCounts(procs []*process, method, path string, count, workers int) map[int]int {
+	return statusCountsAs(procs, method, path, "", count, workers)
+}
+
+// statusCountsAs is statusCounts with the given User-Agent, which the
+// default fingerprint level makes part of the client key: each agent is a
+// client with a budget of its own.
+func statusCountsAs(procs []*process, method, path, agent string, count, workers int) map[int]int {
 	var mu sync.Mutex
 	counts := map[int]int{}
 	next := make(chan int, count)
@@ -51,7 +58,7 @@ func statusCounts(procs []*process, method, path string, count, workers int) map
 		go func() {
 			defer wg.Done()
 			for i := range next {
-				code := send(method, procs[i%len(procs)].url+path)
+				code := sendAs(method, procs[i%len(procs)].url+path, agent)
 				mu.Lock()
 				counts[code]++
 				mu.Unlock()
@@ -63,10 +70,16 @@ func statusCounts(procs []*process, method, path string, count, workers int) map
 }
 
 // send sends one request and returns its status, or 0 on a transport error.
-func send(method, url string) int {
+func send(method, url string) int { return sendAs(method, url, "") }
+
+// sendAs is send with a User-Agent, or Go's default when agent is "".
+func sendAs(method, url, agent string) int {
 	req, err := http.NewRequest(method, url, strings.NewReader("payload"))
 	if err != nil {
 		return 0
+	}
+	if agent != "" {
+		req.Header.Set("User-Agent", agent)
 	}
 	resp, err := client.Do(req)
 	if err != nil {
@@ -211,6 +224,10 @@ func TestRedisClusterOutageEndToEnd(t *testing.T) {
 		"RATELIMIT_REDIS_URL":     "redis://" + addrs[0] + "?addr=" + addrs[1] + "&addr=" + addrs[2],
 		"RATELIMIT_ENVIRONMENT":   "e2e-cluster-outage",
 		"RATELIMIT_REDIS_TIMEOUT": "5s",
+		// Each burst below is a new client (a new User-Agent), so neither
+		// the per-network budget nor the endpoint layer may cap the bursts.
+		"RATELIMIT_FP_NETWORK_MULTIPLIER":             "1000",
+		"RATELIMIT_DEFENSE_ENDPOINT_LIMIT_MULTIPLIER": "1000",
 	})
 
 	load := newLoad(procs, "/public/products")
@@ -233,10 +250,11 @@ func TestRedisClusterOutageEndToEnd(t *testing.T) {
 	// Back on the Cluster, the three servers share one 5/minute limit again.
 	// A server whose probe succeeded before every slot was served again may
 	// fall back once more, so this waits until one burst shows the shared
-	// limit.
+	// limit. Each burst is a new client, because a burst that ran while a
+	// server was still on its fallback may have spent the last one's budget.
 	deadline := time.Now().Add(30 * time.Second)
-	for {
-		got := statusCounts(procs, http.MethodGet, "/api/export", 30, 6)
+	for burst := 0; ; burst++ {
+		got := statusCountsAs(procs, http.MethodGet, "/api/export", fmt.Sprintf("burst-%d", burst), 30, 6)
 		if got[http.StatusOK] == 5 {
 			break
 		}
