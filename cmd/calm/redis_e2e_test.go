@@ -254,6 +254,9 @@ func TestRedisClusterOutageEndToEnd(t *testing.T) {
 	// server was still on its fallback may have spent the last one's budget.
 	deadline := time.Now().Add(30 * time.Second)
 	for burst := 0; ; burst++ {
+		for _, p := range procs {
+			waitFor(t, func() bool { return onRedis(p) }, "the server to use Redis again", p)
+		}
 		got := statusCountsAs(procs, http.MethodGet, "/api/export", fmt.Sprintf("burst-%d", burst), 30, 6)
 		if got[http.StatusOK] == 5 {
 			break
@@ -264,6 +267,13 @@ func TestRedisClusterOutageEndToEnd(t *testing.T) {
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
+}
+
+// onRedis reports whether the server's last store transition in its log
+// is a recovery: it logged the fallback as often as the recovery.
+func onRedis(p *process) bool {
+	logs := p.logs.String()
+	return strings.Count(logs, "store recovered") == strings.Count(logs, "using the in-memory fallback")
 }
 
 // load sends GET requests to path from 6 goroutines, round robin over the
