@@ -15,7 +15,7 @@ import (
 // Bounds of the batching of concurrent requests. On a Redis Cluster one
 // script may only touch keys of one slot, so each slot has its own batcher.
 const (
-	// maxInflight is the number of script calls a Store keeps in flight
+	// maxInflight is the number of script calls a batcher keeps in flight
 	// before further requests wait to join the next call. While fewer are
 	// in flight a request is sent at once, so batching adds no latency at
 	// low load.

@@ -9,9 +9,12 @@
 // the slots of a request are charged in turn, and when one slot denies, the
 // slots that charged are refunded. No request is admitted over a limit.
 //
-// The store works with a standalone Redis, Redis Sentinel and Redis Cluster
-// through the rueidis client, whose auto-pipelining carries the checks of
-// many goroutines in one round trip.
+// Concurrent requests share script calls: requests that arrive while calls
+// are in flight join the next one, which decides them one after another,
+// each all or nothing. The store works with a standalone Redis, Redis
+// Sentinel and Redis Cluster through the rueidis client, whose
+// auto-pipelining carries the calls of many goroutines over a few
+// connections. docs/REDIS.md describes the keys, values and TTLs.
 package redis
 
 import (
