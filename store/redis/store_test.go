@@ -268,3 +268,23 @@ func TestForeignValueReadsAsFresh(t *testing.T) {
 		}
 	}
 }
+
+// TestManyChecksInOneRequest sends one request with more checks than Lua's
+// stack holds values at once.
+func TestManyChecksInOneRequest(t *testing.T) {
+	s, _ := newStore(t, Config{})
+	checks := make([]store.Check, 10000)
+	for i := range checks {
+		checks[i] = check(fmt.Sprintf("test:many:{a}:%d", i), algorithm.FixedWindow, 2, time.Minute)
+	}
+	out := make([]algorithm.Decision, len(checks))
+	for round, want := range []bool{true, true, false} {
+		ok, err := s.Apply(context.Background(), checks, 1, out)
+		if err != nil {
+			t.Fatalf("Apply(10000 checks) = %v", err)
+		}
+		if ok != want {
+			t.Errorf("Apply(10000 checks), round %d = %v, want %v", round+1, ok, want)
+		}
+	}
+}

@@ -61,10 +61,17 @@ local order = {}
 -- stored maps every key to its value as Redis had it before the call,
 -- read with one MGET.
 local stored = {}
-if #KEYS > 0 then
-  local values = redis.call('MGET', unpack(KEYS))
-  for i = 1, #KEYS do
-    stored[KEYS[i]] = values[i]
+do
+  -- unpack puts its results on the Lua stack, which holds a few thousand
+  -- values, so the keys go in slices.
+  local first = 1
+  while first <= #KEYS do
+    local last = math.min(first + 999, #KEYS)
+    local values = redis.call('MGET', unpack(KEYS, first, last))
+    for i = first, last do
+      stored[KEYS[i]] = values[i - first + 1]
+    end
+    first = last + 1
   end
 end
 
