@@ -1,8 +1,16 @@
 package algorithm
 
-import _ "embed"
+import (
+	_ "embed"
+	"strings"
+)
 
+// The Lua files, one per function or group of shared helpers.
 var (
+	//go:embed lua/common.lua
+	luaCommon string
+	//go:embed lua/arrival.lua
+	luaArrival string
 	//go:embed lua/sliding_window.lua
 	luaSlidingWindow string
 	//go:embed lua/fixed_window.lua
@@ -17,18 +25,22 @@ var (
 	luaGCRA string
 )
 
-var luaSources = [...]string{
-	SlidingWindow: luaSlidingWindow,
-	FixedWindow:   luaFixedWindow,
-	TokenBucket:   luaTokenBucket,
-	LeakyBucket:   luaLeakyBucket,
-	LeakyQueue:    luaLeakyQueue,
-	GCRA:          luaGCRA,
+// luaParts lists, for each Kind, the Lua files its function needs, each
+// after the files it uses. The buckets call calm_gcra, as decideBucket
+// calls decideGCRA in Go.
+var luaParts = [...][]*string{
+	SlidingWindow: {&luaCommon, &luaSlidingWindow},
+	FixedWindow:   {&luaCommon, &luaFixedWindow},
+	TokenBucket:   {&luaCommon, &luaArrival, &luaGCRA, &luaTokenBucket},
+	LeakyBucket:   {&luaCommon, &luaArrival, &luaGCRA, &luaLeakyBucket},
+	LeakyQueue:    {&luaCommon, &luaArrival, &luaLeakyQueue},
+	GCRA:          {&luaCommon, &luaArrival, &luaGCRA},
 }
 
-// LuaSource returns the Lua 5.1 source of algorithm k for Redis scripts, or
-// "" for an unknown Kind. The source defines one local function, named by
-// LuaFunction(k), that computes exactly what Decide(k, …) computes:
+// LuaSource returns Lua 5.1 source for Redis scripts that defines, for each
+// of the given kinds, the local function named by LuaFunction(k). It
+// returns "" when kinds is empty or holds an unknown Kind. Each function
+// computes exactly what Decide(k, …) computes:
 //
 //	calm_<kind>(a, b, c, now, quota, window, burst, delay, max_wait, cost)
 //	  -> a, b, c, allowed, reason, limit, remaining, reset_after, retry_after, wait
@@ -42,22 +54,39 @@ var luaSources = [...]string{
 // and the Decision fields in microseconds. All are integers, so they survive
 // the conversion of Lua numbers to Redis integer replies.
 //
-// The source has no side effects and reads no globals besides math.fmod, so
-// a script may concatenate the sources of several kinds, or the same
-// source twice, and then call the functions: reading and writing the keys
-// and the clock (TIME) is up to the script. It is safe to call LuaSource
-// from several goroutines.
-func LuaSource(k Kind) string {
-	if int(k) < len(luaSources) {
-		return luaSources[k]
+// The source also defines, once, the local helpers that the functions
+// share, and calm_gcra for the bucket kinds, which call it. A script that
+// needs several kinds should pass them all to one call: concatenating the
+// sources of separate calls also works, because a repeated local
+// definition shadows the earlier one, but repeats the helpers. The source
+// has no side effects and reads no globals besides math.fmod: reading and
+// writing the keys and the clock (TIME) is up to the script. It is safe to
+// call LuaSource from several goroutines.
+func LuaSource(kinds ...Kind) string {
+	var b strings.Builder
+	seen := make(map[*string]bool)
+	for _, k := range kinds {
+		if int(k) >= len(luaParts) {
+			return ""
+		}
+		for _, part := range luaParts[k] {
+			if seen[part] {
+				continue
+			}
+			seen[part] = true
+			if b.Len() > 0 {
+				b.WriteString("\n")
+			}
+			b.WriteString(*part)
+		}
 	}
-	return ""
+	return b.String()
 }
 
 // LuaFunction returns the name of the Lua function that LuaSource(k)
 // defines, such as "calm_gcra", or "" for an unknown Kind.
 func LuaFunction(k Kind) string {
-	if int(k) < len(luaSources) {
+	if int(k) < len(luaParts) {
 		return "calm_" + kindNames[k]
 	}
 	return ""

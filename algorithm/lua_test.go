@@ -204,23 +204,101 @@ func int64s(reply any) ([10]int64, error) {
 
 func itoa(v int64) string { return strconv.FormatInt(v, 10) }
 
-// TestBucketLuaIsGCRA checks that the buckets' Lua twins stay the GCRA
-// function under another name, as decideBucket is decideGCRA in Go. Only
-// the header comment may differ.
-func TestBucketLuaIsGCRA(t *testing.T) {
+// TestLuaSourceComposes checks that a source composed of several kinds
+// defines the shared helpers once and every function it needs once,
+// including calm_gcra for the buckets, each after the helpers it uses.
+func TestLuaSourceComposes(t *testing.T) {
 	t.Parallel()
-	code := func(k Kind) string {
-		src := LuaSource(k)
-		start := strings.Index(src, "\nlocal "+LuaFunction(k)+"\n")
-		if start < 0 {
-			t.Fatalf("LuaSource(%v) does not declare local %s", k, LuaFunction(k))
-		}
-		return strings.ReplaceAll(src[start:], LuaFunction(k), "calm_f")
+	tests := []struct {
+		name  string
+		kinds []Kind
+		want  []string // functions defined, in order
+	}{
+		{"gcra", []Kind{GCRA}, []string{"calm_gcra"}},
+		{"token bucket", []Kind{TokenBucket}, []string{"calm_gcra", "calm_token_bucket"}},
+		{"buckets", []Kind{LeakyBucket, TokenBucket},
+			[]string{"calm_gcra", "calm_leaky_bucket", "calm_token_bucket"}},
+		{"windows", []Kind{FixedWindow, SlidingWindow},
+			[]string{"calm_fixed_window", "calm_sliding_window"}},
+		{"same kind twice", []Kind{LeakyQueue, LeakyQueue}, []string{"calm_leaky_queue"}},
+		{"every kind", []Kind{SlidingWindow, FixedWindow, TokenBucket, LeakyBucket, LeakyQueue, GCRA},
+			[]string{"calm_sliding_window", "calm_fixed_window", "calm_gcra", "calm_token_bucket",
+				"calm_leaky_bucket", "calm_leaky_queue"}},
 	}
-	want := code(GCRA)
-	for _, k := range []Kind{TokenBucket, LeakyBucket} {
-		if code(k) != want {
-			t.Errorf("LuaSource(%v) differs from LuaSource(gcra) below its header", k)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			src := LuaSource(tt.kinds...)
+			for _, helper := range []string{"tdiv", "floor_div", "clamp", "cost_reason"} {
+				if n := strings.Count(src, "\nlocal function "+helper+"("); n != 1 {
+					t.Errorf("LuaSource(%v) defines %s %d times, want 1", tt.kinds, helper, n)
+				}
+			}
+			arrival := strings.Index(src, "\nlocal function load_arrival(")
+			if uses := strings.Contains(src, "load_arrival(a, b, now, q)"); uses && arrival < 0 {
+				t.Errorf("LuaSource(%v) calls load_arrival but does not define it", tt.kinds)
+			}
+			last := strings.Index(src, "\nlocal function clamp(")
+			for _, name := range tt.want {
+				if n := luaDefinitions(src, name); n != 1 {
+					t.Errorf("LuaSource(%v) defines %s %d times, want 1", tt.kinds, name, n)
+					continue
+				}
+				at := max(strings.Index(src, "\nlocal function "+name+"("),
+					strings.Index(src, "\nlocal "+name+"\n"))
+				if at < last {
+					t.Errorf("LuaSource(%v) defines %s before the functions it follows", tt.kinds, name)
+				}
+				last = at
+			}
+			if n := luaDefinitions(src, "calm_"); n != len(tt.want) {
+				t.Errorf("LuaSource(%v) defines %d calm_ functions, want %d", tt.kinds, n, len(tt.want))
+			}
+		})
+	}
+}
+
+// luaDefinitions counts the top-level local definitions in src whose
+// name is or starts with name: "local function name(" or, for a function
+// with private helpers in a do block, "local name".
+func luaDefinitions(src, name string) int {
+	return strings.Count(src, "\nlocal function "+name) + strings.Count(src, "\nlocal "+name)
+}
+
+func TestLuaSourceUnknownKind(t *testing.T) {
+	t.Parallel()
+	if got := LuaSource(); got != "" {
+		t.Errorf("LuaSource() = %d bytes, want \"\"", len(got))
+	}
+	if got := LuaSource(GCRA, GCRA+1); got != "" {
+		t.Errorf("LuaSource(gcra, %d) = %d bytes, want \"\"", GCRA+1, len(got))
+	}
+	if got := LuaFunction(GCRA + 1); got != "" {
+		t.Errorf("LuaFunction(%d) = %q, want \"\"", GCRA+1, got)
+	}
+}
+
+// TestBucketLuaCallsGCRA checks that the buckets' Lua twins hold no math of
+// their own and call calm_gcra, as decideBucket calls decideGCRA in Go.
+func TestBucketLuaCallsGCRA(t *testing.T) {
+	t.Parallel()
+	const args = "a, b, c, now, quota, window, burst, delay, max_wait, cost"
+	for _, tt := range []struct {
+		name string
+		kind Kind
+		file string
+	}{
+		{"token bucket", TokenBucket, luaTokenBucket},
+		{"leaky bucket", LeakyBucket, luaLeakyBucket},
+	} {
+		start := strings.Index(tt.file, "\nlocal ")
+		if start < 0 {
+			t.Fatalf("%s.lua declares no local", tt.kind)
+		}
+		want := fmt.Sprintf("\nlocal function %s(%s)\n  return calm_gcra(%s)\nend\n",
+			LuaFunction(tt.kind), args, args)
+		if got := tt.file[start:]; got != want {
+			t.Errorf("%s.lua code = %q, want %q", tt.kind, got, want)
 		}
 	}
 }

@@ -3,7 +3,7 @@
 -- return the same values for the same inputs, and a differential test
 -- replays random traces through both.
 --
--- Defines one local function:
+-- Defines one local function, after the helpers of common.lua:
 --
 --   calm_sliding_window(a, b, c, now, quota, window, burst, delay, max_wait, cost)
 --     -> a, b, c, allowed, reason, limit, remaining, reset_after,
@@ -23,61 +23,6 @@
 
 local calm_sliding_window
 do
-  -- Integer helpers on doubles. Every operand is an integer below 2^53, so
-  -- math.fmod (C fmod, always exact) and the division of an exact multiple
-  -- are exact too. They truncate toward zero as Go's / and % do.
-  local fmod = math.fmod
-
-  local function tdiv(x, y)
-    return (x - fmod(x, y)) / y
-  end
-
-  local function floor_div(x, y) -- y > 0
-    local r = fmod(x, y)
-    local q = (x - r) / y
-    if r < 0 then
-      q = q - 1
-    end
-    return q
-  end
-
-  local function floor_mod(x, y) -- y > 0; result in [0, y)
-    local r = fmod(x, y)
-    if r < 0 then
-      r = r + y
-    end
-    return r
-  end
-
-  local function ceil_div(x, y) -- x >= 0, y > 0
-    local r = fmod(x, y)
-    local q = (x - r) / y
-    if r ~= 0 then
-      q = q + 1
-    end
-    return q
-  end
-
-  local function clamp(v, lo, hi)
-    if v < lo then
-      return lo
-    elseif v > hi then
-      return hi
-    end
-    return v
-  end
-
-  -- cost_reason returns 4 (invalid cost) for a negative cost, 2 (cost too
-  -- large) above the capacity, else 0.
-  local function cost_reason(cost, capacity)
-    if cost < 0 then
-      return 4
-    elseif cost > capacity then
-      return 2
-    end
-    return 0
-  end
-
   -- reset_after returns the time from now until the estimate is zero.
   local function reset_after(start, now, current, prev, w)
     if current > 0 then

@@ -79,9 +79,10 @@ func scriptFor(kind algorithm.Kind, mixed bool) script {
 // package algorithm, each registered in the DECIDE table under its Kind.
 func algorithmsLua(kinds ...algorithm.Kind) string {
 	var b strings.Builder
+	b.WriteString(algorithm.LuaSource(kinds...))
+	b.WriteString("\n")
 	for _, k := range kinds {
-		b.WriteString(algorithm.LuaSource(k))
-		fmt.Fprintf(&b, "\nDECIDE[%d] = %s\n\n", k, algorithm.LuaFunction(k))
+		fmt.Fprintf(&b, "DECIDE[%d] = %s\n", k, algorithm.LuaFunction(k))
 	}
 	return b.String()
 }
