@@ -307,7 +307,7 @@ func newLoad(procs []*process, path string) *load {
 	return l
 }
 
-// waitRequests waits, at most 20 seconds, until n requests were answered.
+// waitRequests waits, at most 20 seconds, until n requests got a status.
 func (l *load) waitRequests(n int) {
 	deadline := time.Now().Add(20 * time.Second)
 	for {

@@ -173,7 +173,7 @@ func Ping(addr string) error {
 	if err != nil {
 		return err
 	}
-	// A server with a password answers NOAUTH, which also shows it is up.
+	// A server with a password replies NOAUTH, which also shows it is up.
 	if !strings.HasPrefix(line, "+PONG") && !strings.HasPrefix(line, "-NOAUTH") {
 		return fmt.Errorf("unexpected reply to PING: %q", line)
 	}

@@ -64,7 +64,7 @@ func StartTLS(t testing.TB, args ...string) (*Server, *x509.CertPool) {
 			return s, pool
 		} else if time.Now().After(deadline) {
 			log, _ := os.ReadFile(filepath.Join(dir, "redis.log"))
-			t.Fatalf("redis-server with TLS on %s did not answer PING within 10s: %v\n%s", s.Addr, err, log)
+			t.Fatalf("redis-server with TLS on %s did not reply to PING within 10s: %v\n%s", s.Addr, err, log)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -84,7 +84,7 @@ func pingTLS(addr string, cfg *tls.Config) error {
 	if err != nil {
 		return err
 	}
-	// A server with a password answers NOAUTH, which also shows it is up.
+	// A server with a password replies NOAUTH, which also shows it is up.
 	if !strings.HasPrefix(line, "+PONG") && !strings.HasPrefix(line, "-NOAUTH") {
 		return fmt.Errorf("unexpected reply to PING: %q", line)
 	}

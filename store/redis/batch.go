@@ -169,7 +169,7 @@ func (s *Store) lead(c rueidis.Client, b *batcher, first *request) {
 
 // send runs the apply script for reqs in one call and stores each
 // request's result. The call ends at the deadline of reqs[0], whose
-// goroutine waits in send; the other requests wait on their own contexts
+// goroutine waits in send. The other requests wait on their own contexts
 // and give up when those end. A first request that was abandoned, because
 // its context ended while it waited, lends its place to the latest
 // deadline of the others.

@@ -204,7 +204,7 @@ func TestConcurrentAppliesAdmitExactly(t *testing.T) {
 
 // TestBatchSurvivesAbandonedRequests lets many requests give up while they
 // wait in the batcher for a hung Redis, then expects the store to work as
-// soon as Redis answers again: no request may be stuck holding the lead.
+// soon as Redis replies again, so that no request is stuck holding the lead.
 func TestBatchSurvivesAbandonedRequests(t *testing.T) {
 	s, srv := newStore(t, Config{Timeout: 300 * time.Millisecond})
 	c := check("test:abandon:{a}:60", algorithm.FixedWindow, 1000, time.Minute)
