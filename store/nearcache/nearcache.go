@@ -5,7 +5,7 @@
 // two servers that each see room admit twice into the same gap. This one
 // leases instead: when a request of a signature (the same checks) arrives
 // and no lease is held, it charges the shared store for several requests at
-// once, all or nothing, and answers the following requests of that
+// once, all or nothing, and decides the following requests of that
 // signature from the leased units. Every admitted unit was charged in the
 // shared store first, so the servers together never admit more than the
 // limit. The cost is over-denial: units leased by one server and not used
