@@ -53,10 +53,13 @@ local mode = ARGV[2]
 local with_state = mode == '1'
 local dry_run = mode == '2'
 
--- committed maps each key to the state it will be written with:
--- {a, b, c, kind, ttl}. order lists those keys in first-write order.
-local committed = {}
-local order = {}
+-- The committed state of each key: the state it will be written with,
+-- from the requests of the batch charged so far. ca, cb, cc and ck hold the
+-- fields a, b, c and the kind, cttl the TTL in milliseconds; order lists
+-- the keys in first-write order. Flat tables keyed by key, rather than a
+-- table per key, spare the script an allocation per check.
+local ca, cb, cc, ck, cttl = {}, {}, {}, {}, {}
+local order, norder = {}, 0
 
 -- stored maps every key to its value as Redis had it before the call,
 -- read with one MGET.
@@ -78,10 +81,10 @@ end
 -- load returns the state of key for kind: from an earlier request of the
 -- batch, or as Redis had it.
 local function load(key, kind)
-  local s = committed[key]
-  if s then
-    if s[4] == kind then
-      return s[1], s[2], s[3]
+  local k = ck[key]
+  if k then
+    if k == kind then
+      return ca[key], cb[key], cc[key]
     end
     return 0, 0, 0
   end
@@ -105,36 +108,79 @@ for i = 1, tonumber(ARGV[3]) do
   p = p + 7
 end
 
--- pending maps keys to the new states of the request being decided, so
--- that a key listed twice is charged twice, in order, as the memory store
--- does; pending_order lists those keys. Both are emptied after each request.
-local pending = {}
-local pending_order = {}
+-- The new states of the request being decided, slot 1 to np, so that a key
+-- listed twice is charged twice, in order, as the memory store does: pkey,
+-- pa, pb, pc, pk and pttl hold the key, state, kind and TTL of each slot,
+-- and pslot maps a key to its slot in requests of more than one check.
+-- The slots are overwritten and pslot emptied by each request.
+local pslot = {}
+local pkey, pa, pb, pc, pk, pttl = {}, {}, {}, {}, {}, {}
+local np = 0
+
+-- The key, limit and reply index of each check of the request being
+-- decided, so that a denied request can report the budgets it did not
+-- charge.
+local xkey, xlimit, xr = {}, {}, {}
+
+local reply = {now}
+local r = 1 -- the length of reply
+
+-- commit merges the new states of a request into the committed ones.
+local function commit()
+  for i = 1, np do
+    local key, ttl = pkey[i], pttl[i]
+    if ck[key] then
+      if ttl < cttl[key] then
+        ttl = cttl[key]
+      end
+    else
+      norder = norder + 1
+      order[norder] = key
+    end
+    ca[key], cb[key], cc[key], ck[key], cttl[key] = pa[i], pb[i], pc[i], pk[i], ttl
+  end
+end
+
+-- report_uncharged replaces the decision of each check of a denied request
+-- of n checks that allowed with what a request of cost 0 sees: its budget
+-- from the state before the request, which is not charged.
+local function report_uncharged(n)
+  for i = 1, n do
+    local j = xr[i]
+    if reply[j + 1] == 0 then
+      local l = xlimit[i]
+      local a, b, c = load(xkey[i], l[1])
+      local _, _, _, _, reason, _, remaining, reset_after, retry_after, wait =
+        DECIDE[l[1]](a, b, c, now, l[2], l[3], l[4], l[5], l[6], 0)
+      reply[j + 1], reply[j + 2], reply[j + 3] = reason, remaining, reset_after
+      reply[j + 4], reply[j + 5] = retry_after, wait
+    end
+  end
+end
 
 -- decide_request decides the checks of one request whose arguments start
 -- at ARGV[p] and keys at KEYS[k]. It appends to reply and returns the next
 -- p and k.
-local function decide_request(reply, p, k)
+local function decide_request(p, k)
   local cost, n = tonumber(ARGV[p]), tonumber(ARGV[p + 1])
   p = p + 2
-  local head = #reply + 1
+  r = r + 1
+  local head = r
   reply[head] = 1
   local all = true
-  -- checked lists {key, limit, reply index} of each check, so that a
-  -- denied request can report the budgets it did not charge.
-  local checked = {}
+  np = 0
 
-  for _ = 1, n do
+  for i = 1, n do
     local l = limits[tonumber(ARGV[p])]
     local kind, horizon = l[1], l[7]
     local key = KEYS[k]
     p, k = p + 1, k + 1
 
     local a, b, c
-    local prev = pending[key]
-    if prev and prev[4] == kind then
-      a, b, c = prev[1], prev[2], prev[3]
-    elseif prev then
+    local s = n > 1 and pslot[key]
+    if s and pk[s] == kind then
+      a, b, c = pa[s], pb[s], pc[s]
+    elseif s then
       a, b, c = 0, 0, 0
     else
       a, b, c = load(key, kind)
@@ -150,68 +196,55 @@ local function decide_request(reply, p, k)
       if ttl < horizon then
         ttl = horizon
       end
-      if prev then
-        prev[1], prev[2], prev[3], prev[4] = na, nb, nc, kind
-        if ttl > prev[5] then
-          prev[5] = ttl
+      if s then
+        if ttl < pttl[s] then
+          ttl = pttl[s]
         end
       else
-        pending[key] = {na, nb, nc, kind, ttl}
-        pending_order[#pending_order + 1] = key
+        np = np + 1
+        s = np
+        pkey[s] = key
+        if n > 1 then
+          pslot[key] = s
+        end
       end
+      pa[s], pb[s], pc[s], pk[s], pttl[s] = na, nb, nc, kind, ttl
     end
 
-    local r = #reply
-    checked[#checked + 1] = {key, l, r}
+    xkey[i], xlimit[i], xr[i] = key, l, r
     reply[r + 1], reply[r + 2], reply[r + 3] = reason, remaining, reset_after
     reply[r + 4], reply[r + 5] = retry_after, wait
+    r = r + 5
     if with_state then
-      reply[r + 6], reply[r + 7], reply[r + 8] = a, b, c
-      reply[r + 9], reply[r + 10], reply[r + 11] = na, nb, nc
+      reply[r + 1], reply[r + 2], reply[r + 3] = a, b, c
+      reply[r + 4], reply[r + 5], reply[r + 6] = na, nb, nc
+      r = r + 6
     end
   end
 
+  if n > 1 then
+    for i = 1, np do
+      pslot[pkey[i]] = nil
+    end
+  end
   if not all then
     reply[head] = 0
-    -- Nothing is charged, so a check that allowed reports its budget as a
-    -- request of cost 0 sees it, from the state before this request.
-    for _, ch in ipairs(checked) do
-      local key, l, r = ch[1], ch[2], ch[3]
-      if reply[r + 1] == 0 then
-        local a, b, c = load(key, l[1])
-        local _, _, _, _, reason, _, remaining, reset_after, retry_after, wait =
-          DECIDE[l[1]](a, b, c, now, l[2], l[3], l[4], l[5], l[6], 0)
-        reply[r + 1], reply[r + 2], reply[r + 3] = reason, remaining, reset_after
-        reply[r + 4], reply[r + 5] = retry_after, wait
-      end
-    end
+    report_uncharged(n)
   elseif not dry_run then
-    for _, key in ipairs(pending_order) do
-      local s, w = committed[key], pending[key]
-      if s then
-        s[1], s[2], s[3], s[4] = w[1], w[2], w[3], w[4]
-        if w[5] > s[5] then
-          s[5] = w[5]
-        end
-      else
-        committed[key] = w
-        order[#order + 1] = key
-      end
-    end
+    commit()
   end
   return p, k
 end
 
-local reply = {now}
 local k = 1
 local requests = tonumber(ARGV[p])
 p = p + 1
 for _ = 1, requests do
-  p, k = decide_request(reply, p, k)
+  p, k = decide_request(p, k)
 end
 
-for _, key in ipairs(order) do
-  local s = committed[key]
-  redis.call('SET', key, cmsgpack.pack(s[1], s[2], s[3], s[4]), 'PX', s[5])
+for i = 1, norder do
+  local key = order[i]
+  redis.call('SET', key, cmsgpack.pack(ca[key], cb[key], cc[key], ck[key]), 'PX', cttl[key])
 end
 return reply
