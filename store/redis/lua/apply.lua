@@ -53,11 +53,11 @@ local mode = ARGV[2]
 local with_state = mode == '1'
 local dry_run = mode == '2'
 
--- The committed state of each key: the state it will be written with,
--- from the requests of the batch charged so far. ca, cb, cc and ck hold the
--- fields a, b, c and the kind, cttl the TTL in milliseconds; order lists
--- the keys in first-write order. Flat tables keyed by key, rather than a
--- table per key, spare the script an allocation per check.
+-- The committed state of each key is the state it will be written with,
+-- from the requests of the batch charged so far. ca, cb, cc and ck map a
+-- key to the fields a, b, c and the kind, and cttl to the TTL in
+-- milliseconds. order lists the keys in first-write order. Flat tables
+-- keyed by key, rather than a table per key, spare an allocation per check.
 local ca, cb, cc, ck, cttl = {}, {}, {}, {}, {}
 local order, norder = {}, 0
 
@@ -108,11 +108,11 @@ for i = 1, tonumber(ARGV[3]) do
   p = p + 7
 end
 
--- The new states of the request being decided, slot 1 to np, so that a key
--- listed twice is charged twice, in order, as the memory store does: pkey,
--- pa, pb, pc, pk and pttl hold the key, state, kind and TTL of each slot,
--- and pslot maps a key to its slot in requests of more than one check.
--- The slots are overwritten and pslot emptied by each request.
+-- The new states of the request being decided live in slots 1 to np, so
+-- that a key listed twice is charged twice, in order, as the memory store
+-- does. pkey, pa, pb, pc, pk and pttl are the key, state, kind and TTL of
+-- each slot. pslot maps a key to its slot in requests of more than one
+-- check. Each request overwrites the slots and empties pslot.
 local pslot = {}
 local pkey, pa, pb, pc, pk, pttl = {}, {}, {}, {}, {}, {}
 local np = 0
