@@ -44,12 +44,20 @@ const (
 // unit is gcd(Window, Quota): every TAT fraction the algorithms produce is
 // a multiple of it, because they only ever add multiples of Window and
 // subtract multiples of Quota.
+//
+// A formWord payload holds A in bits [0, aBits), B in [aBits, cShift) and
+// C from cShift up, as the packer lays them out; the shifts and masks are
+// kept so that encode and decode need no packer for it.
 type layout struct {
 	kind                algorithm.Kind
 	limit               algorithm.Limit
 	form                form
 	aBits, bBits, cBits uint
 	unit                int64
+
+	aShl         uint   // 64 − aBits: shifts A's sign bit to bit 63
+	cShift       uint   // aBits + bBits
+	bMask, cMask uint64 // 2^bBits − 1, 2^cBits − 1
 }
 
 func newLayout(k algorithm.Kind, l algorithm.Limit) layout {
@@ -78,16 +86,57 @@ func newLayout(k algorithm.Kind, l algorithm.Limit) layout {
 	case total <= payloadBits+extBits:
 		lay.form = formExt
 	}
+	lay.aShl = 64 - lay.aBits
+	lay.cShift = lay.aBits + lay.bBits
+	lay.bMask, lay.cMask = 1<<lay.bBits-1, 1<<lay.cBits-1
 	return lay
 }
 
 // encode returns the compact form of s relative to base, or ok false when
 // s does not fit this layout.
-func (lay *layout) encode(s algorithm.State, base int64) (p payload, ok bool) {
-	var pk packer
-	if lay.form == formWide {
-		return p, false
+func (lay *layout) encode(s algorithm.State, base int64) (payload, bool) {
+	switch lay.form {
+	case formWord:
+		lo, ok := lay.encodeWord(s, base)
+		return payload{lo: lo}, ok
+	case formExt:
+		return lay.encodePacked(s, base)
 	}
+	return payload{}, false
+}
+
+// encodeWord is encode for formWord: the fields of the packer, written
+// with the layout's shifts in a few instructions. Every check finds this
+// path, so it avoids the packer's per-field branches.
+func (lay *layout) encodeWord(s algorithm.State, base int64) (uint64, bool) {
+	var a, b, c int64
+	switch lay.kind {
+	case algorithm.FixedWindow, algorithm.SlidingWindow:
+		w := lay.limit.Window
+		if s.A%w != 0 {
+			return 0, false
+		}
+		a, b, c = s.A/w-floorDiv(base, w), s.B, s.C
+	default:
+		d, noOverflow := sub(s.A, base)
+		if !noOverflow || s.C != 0 || s.B < 0 || s.B%lay.unit != 0 {
+			return 0, false
+		}
+		a, b = d, s.B/lay.unit
+	}
+	// a must survive the round trip through aBits signed bits, b and c
+	// through bBits and cBits unsigned ones; a negative b or c turns into
+	// a value above any mask.
+	aShl := lay.aShl & 63
+	if int64(uint64(a)<<aShl)>>aShl != a || uint64(b) > lay.bMask || uint64(c) > lay.cMask {
+		return 0, false
+	}
+	return uint64(a)<<aShl>>aShl | uint64(b)<<(lay.aBits&63) | uint64(c)<<(lay.cShift&63), true
+}
+
+// encodePacked is encode through the packer, for formExt.
+func (lay *layout) encodePacked(s algorithm.State, base int64) (p payload, ok bool) {
+	var pk packer
 	switch lay.kind {
 	case algorithm.FixedWindow, algorithm.SlidingWindow:
 		w := lay.limit.Window
@@ -106,19 +155,22 @@ func (lay *layout) encode(s algorithm.State, base int64) (p payload, ok bool) {
 
 // decode returns the state that p encodes relative to base.
 func (lay *layout) decode(p payload, base int64) algorithm.State {
-	pk := packer{p: p}
+	var a, b, c int64
+	if lay.form == formWord {
+		aShl := lay.aShl & 63
+		a = int64(p.lo<<aShl) >> aShl
+		b = int64(p.lo >> (lay.aBits & 63) & lay.bMask)
+		c = int64(p.lo >> (lay.cShift & 63) & lay.cMask)
+	} else {
+		pk := packer{p: p}
+		a, b, c = pk.getSigned(lay.aBits), pk.getUnsigned(lay.bBits), pk.getUnsigned(lay.cBits)
+	}
 	switch lay.kind {
 	case algorithm.FixedWindow, algorithm.SlidingWindow:
 		w := lay.limit.Window
-		a := pk.getSigned(lay.aBits)
-		return algorithm.State{
-			A: (a + floorDiv(base, w)) * w,
-			B: pk.getUnsigned(lay.bBits),
-			C: pk.getUnsigned(lay.cBits),
-		}
+		return algorithm.State{A: (a + floorDiv(base, w)) * w, B: b, C: c}
 	}
-	a := pk.getSigned(lay.aBits)
-	return algorithm.State{A: base + a, B: pk.getUnsigned(lay.bBits) * lay.unit}
+	return algorithm.State{A: base + a, B: b * lay.unit}
 }
 
 // expiry returns the Unix µs from which s decides exactly as the zero State

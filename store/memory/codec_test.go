@@ -128,6 +128,7 @@ func TestLayoutRoundTripRandom(t *testing.T) {
 			for range 2000 {
 				s := randomState(r, kind, l)
 				p, ok := lay.encode(s, testBase)
+				checkPackerAgrees(t, &lay, s, testBase, p, ok)
 				if !ok {
 					t.Fatalf("%s %+v: encode(%+v) ok = false, want true", kind, l, s)
 				}
@@ -183,7 +184,9 @@ func TestLayoutRejectsUnfitState(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			lay := newLayout(tc.kind, l)
-			if p, ok := lay.encode(tc.state, testBase); ok {
+			p, ok := lay.encode(tc.state, testBase)
+			checkPackerAgrees(t, &lay, tc.state, testBase, p, ok)
+			if ok {
 				t.Errorf("encode(%+v) = %+v, true; want false", tc.state, p)
 			}
 		})
@@ -371,6 +374,7 @@ func FuzzLayoutRoundTrip(f *testing.F) {
 		lay := newLayout(algorithm.Kind(kind), l)
 		s := algorithm.State{A: a, B: b, C: c}
 		p, ok := lay.encode(s, base)
+		checkPackerAgrees(t, &lay, s, base, p, ok)
 		if !ok {
 			return
 		}
@@ -378,4 +382,28 @@ func FuzzLayoutRoundTrip(f *testing.F) {
 			t.Fatalf("%v %+v, base %d: decode(encode(%+v)) = %+v", algorithm.Kind(kind), l, base, s, got)
 		}
 	})
+}
+
+// checkPackerAgrees checks that a formWord layout, which encodes and
+// decodes with its own shifts, gives the payload and state that the
+// packer gives for the same fields.
+func checkPackerAgrees(t *testing.T, lay *layout, s algorithm.State, base int64, p payload,
+	ok bool) {
+	t.Helper()
+	if lay.form != formWord {
+		return
+	}
+	packed := *lay
+	packed.form = formExt
+	wantP, wantOK := packed.encode(s, base)
+	if ok != wantOK || (ok && p != wantP) {
+		t.Fatalf("%v %+v, base %d: encode(%+v) = %+v, %v; the packer gives %+v, %v",
+			lay.kind, lay.limit, base, s, p, ok, wantP, wantOK)
+	}
+	if ok {
+		if got, want := lay.decode(p, base), packed.decode(p, base); got != want {
+			t.Fatalf("%v %+v, base %d: decode(%+v) = %+v; the packer gives %+v",
+				lay.kind, lay.limit, base, p, got, want)
+		}
+	}
 }

@@ -251,8 +251,11 @@ func (s *Store) Apply(
 		return false, fmt.Errorf("%w: %d decisions for %d checks",
 			ErrShortOutput, len(out), len(checks))
 	}
-	if len(checks) == 0 {
+	switch len(checks) {
+	case 0:
 		return true, nil
+	case 1:
+		return s.applyOne(&checks[0], cost, &out[0])
 	}
 
 	var refBuf [8]ref
@@ -284,6 +287,41 @@ func (s *Store) Apply(
 		s.shards[shards[j]].mu.Unlock()
 	}
 	return allowed, nil
+}
+
+// applyOne is Apply for one check, the common case. It decides as the
+// general path does, but skips what only several checks need: the arrays
+// of refs and states, the sorted shard list, and the second search for the
+// key's slot when the new state is written.
+func (s *Store) applyOne(c *store.Check, cost int64, out *algorithm.Decision) (bool, error) {
+	idx, lay, err := s.registry.lookup(c.Algorithm, c.Limit)
+	if err == nil && idx == 0 {
+		// The registry is full and did not validate the limit.
+		err = c.Limit.Validate()
+	}
+	if err != nil {
+		return false, fmt.Errorf("memory: check 0 (%s): %w", c.Algorithm, err)
+	}
+	h := s.hash(c.Key)
+	sh := &s.shards[s.shardOf(h)]
+
+	sh.mu.Lock()
+	// Read after the lock, as in Apply.
+	layouts := s.registry.snapshot()
+	now := s.clock().UnixMicro()
+	if now-sh.base >= rebaseSpan {
+		sh.rebase(now, layouts)
+	}
+	pos := sh.locate(h)
+	st := sh.loadAt(pos, h, c.Algorithm, now, layouts)
+	next, d := algorithm.Decide(c.Algorithm, st, now, c.Limit, cost)
+	if d.Allowed && next != st {
+		sh.saveAt(pos, h, idx, lay, c.Algorithm, c.Limit, next, layouts)
+	}
+	sh.mu.Unlock()
+
+	*out = d
+	return d.Allowed, nil
 }
 
 // resolve hashes checks[i] and finds its shard, its layout and any earlier

@@ -86,11 +86,20 @@ func find(layouts *[]layout, k algorithm.Kind, l algorithm.Limit) (uint8, *layou
 		return 0, nil
 	}
 	for i := range *layouts {
-		if lay := &(*layouts)[i]; lay.limit == l && lay.kind == k {
+		if lay := &(*layouts)[i]; sameRule(lay, k, l) {
 			return uint8(i + 1), lay
 		}
 	}
 	return 0, nil
+}
+
+// sameRule reports whether lay is the layout of (k, l). It compares field
+// by field, which the compiler does inline, where == on the Limit struct
+// calls memequal.
+func sameRule(lay *layout, k algorithm.Kind, l algorithm.Limit) bool {
+	m := &lay.limit
+	return m.Quota == l.Quota && m.Window == l.Window && lay.kind == k &&
+		m.Burst == l.Burst && m.Delay == l.Delay && m.MaxWait == l.MaxWait
 }
 
 // wideEntry is a state kept unencoded, for values that do not fit their
@@ -147,12 +156,19 @@ func (sh *shard) find(b1, b2, fp uint64) int {
 	if sh.words == nil {
 		return -1
 	}
-	for _, b := range [2]uint64{b1, b2} {
-		slots := sh.words[b*bucketSlots : (b+1)*bucketSlots]
-		for i, w := range slots {
-			if w>>(tagShift+idxBits) == fp {
-				return int(b)*bucketSlots + i
-			}
+	if i := sh.scan(b1, fp); i >= 0 {
+		return i
+	}
+	return sh.scan(b2, fp)
+}
+
+// scan returns the slot with fingerprint fp in bucket b, or -1.
+func (sh *shard) scan(b, fp uint64) int {
+	// One bounds check for the bucket, none per slot.
+	slots := (*[bucketSlots]uint64)(sh.words[b*bucketSlots:])
+	for i, w := range slots {
+		if w>>(tagShift+idxBits) == fp {
+			return int(b)*bucketSlots + i
 		}
 	}
 	return -1
@@ -190,8 +206,20 @@ func (sh *shard) slotState(pos int, layouts []layout) (algorithm.State, algorith
 // layout is read as another. A state written under another limit of the
 // same algorithm is kept. The caller holds sh.mu.
 func (sh *shard) load(h uint64, k algorithm.Kind, now int64, layouts []layout) algorithm.State {
+	return sh.loadAt(sh.locate(h), h, k, now, layouts)
+}
+
+// locate returns the slot of the key with hash h, or -1. The caller holds
+// sh.mu.
+func (sh *shard) locate(h uint64) int {
 	b1, b2 := sh.buckets(h)
-	if pos := sh.find(b1, b2, fingerprint(h)); pos >= 0 {
+	return sh.find(b1, b2, fingerprint(h))
+}
+
+// loadAt is load for a key whose slot locate found at pos (or -1).
+func (sh *shard) loadAt(pos int, h uint64, k algorithm.Kind, now int64,
+	layouts []layout) algorithm.State {
+	if pos >= 0 {
 		if s, kind, e := sh.slotState(pos, layouts); kind == k && e > now {
 			return s
 		}
@@ -212,9 +240,14 @@ func (sh *shard) load(h uint64, k algorithm.Kind, now int64, layouts []layout) a
 // holds sh.mu.
 func (sh *shard) save(h uint64, idx uint8, lay *layout, k algorithm.Kind, l algorithm.Limit,
 	s algorithm.State, layouts []layout) {
+	sh.saveAt(sh.locate(h), h, idx, lay, k, l, s, layouts)
+}
+
+// saveAt is save for a key whose slot locate found at pos (or -1) with
+// the lock held since.
+func (sh *shard) saveAt(pos int, h uint64, idx uint8, lay *layout, k algorithm.Kind,
+	l algorithm.Limit, s algorithm.State, layouts []layout) {
 	b1, b2 := sh.buckets(h)
-	fp := fingerprint(h)
-	pos := sh.find(b1, b2, fp)
 	if lay != nil {
 		if p, ok := lay.encode(s, sh.base); ok {
 			sh.saveCompact(pos, b1, b2, h, idx, p, lay.form == formExt, layouts)
