@@ -155,16 +155,26 @@ func (lay *layout) encodePacked(s algorithm.State, base int64) (p payload, ok bo
 
 // decode returns the state that p encodes relative to base.
 func (lay *layout) decode(p payload, base int64) algorithm.State {
-	var a, b, c int64
 	if lay.form == formWord {
-		aShl := lay.aShl & 63
-		a = int64(p.lo<<aShl) >> aShl
-		b = int64(p.lo >> (lay.aBits & 63) & lay.bMask)
-		c = int64(p.lo >> (lay.cShift & 63) & lay.cMask)
-	} else {
-		pk := packer{p: p}
-		a, b, c = pk.getSigned(lay.aBits), pk.getUnsigned(lay.bBits), pk.getUnsigned(lay.cBits)
+		return lay.decodeWord(p.lo, base)
 	}
+	pk := packer{p: p}
+	a, b, c := pk.getSigned(lay.aBits), pk.getUnsigned(lay.bBits), pk.getUnsigned(lay.cBits)
+	return lay.state(a, b, c, base)
+}
+
+// decodeWord is decode for formWord, from the slot word w; the bits above
+// the payload are ignored.
+func (lay *layout) decodeWord(w uint64, base int64) algorithm.State {
+	aShl := lay.aShl & 63
+	a := int64(w<<aShl) >> aShl
+	b := int64(w >> (lay.aBits & 63) & lay.bMask)
+	c := int64(w >> (lay.cShift & 63) & lay.cMask)
+	return lay.state(a, b, c, base)
+}
+
+// state returns the state of the decoded fields a, b and c.
+func (lay *layout) state(a, b, c, base int64) algorithm.State {
 	switch lay.kind {
 	case algorithm.FixedWindow, algorithm.SlidingWindow:
 		w := lay.limit.Window

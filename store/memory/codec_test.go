@@ -197,7 +197,7 @@ func TestShardKeepsUnfitStateExact(t *testing.T) {
 	t.Parallel()
 	s := newTestStore(t, newTestClock(), 0, 1)
 	l := perMinute(3)
-	idx, lay, err := s.registry.lookup(algorithm.FixedWindow, l)
+	idx, lay, err := s.registry.lookup(algorithm.FixedWindow, &l)
 	if err != nil {
 		t.Fatalf("lookup error: %v", err)
 	}

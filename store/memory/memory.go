@@ -107,8 +107,11 @@ type Config struct {
 	// (RATELIMIT_MEMORY_CLEANUP_INTERVAL). Zero means
 	// DefaultCleanupInterval; negative values are invalid.
 	CleanupInterval time.Duration
-	// Clock returns the current time. Nil means time.Now. Only its
-	// microseconds since the Unix epoch are used.
+	// Clock returns the current time. Only its microseconds since the
+	// Unix epoch are used. Nil means the system clock, read as the Unix
+	// time at New plus the monotonic time elapsed since: one clock read per
+	// Apply instead of the two of time.Now, and a store time that does not
+	// jump when the wall clock is set.
 	Clock func() time.Time
 }
 
@@ -130,16 +133,18 @@ func (c Config) Validate() error {
 // Store is an in-memory store.Store. It is safe for concurrent use. Create
 // it with New and stop its sweeper with Close.
 type Store struct {
-	clock     func() time.Time
-	maxKeys   int
-	seed      maphash.Seed
-	registry  registry
-	shards    []shard
-	shardBits uint
-	closed    atomic.Bool
-	stop      chan struct{}
-	done      chan struct{}
-	closeOnce sync.Once
+	clock       func() time.Time // nil: start and startMicros
+	start       time.Time        // with a monotonic reading
+	startMicros int64            // start in Unix µs
+	maxKeys     int
+	seed        maphash.Seed
+	registry    registry
+	shards      []shard
+	shardBits   uint
+	closed      atomic.Bool
+	stop        chan struct{}
+	done        chan struct{}
+	closeOnce   sync.Once
 }
 
 var _ store.Store = (*Store)(nil)
@@ -163,9 +168,6 @@ func newStore(cfg Config, maxShards int) *Store {
 	if cfg.CleanupInterval <= 0 {
 		cfg.CleanupInterval = DefaultCleanupInterval
 	}
-	if cfg.Clock == nil {
-		cfg.Clock = time.Now
-	}
 
 	// A large store uses more shards, so that a sweep holds each lock
 	// briefly. A small one uses fewer, so that every shard holds at least
@@ -180,6 +182,7 @@ func newStore(cfg Config, maxShards int) *Store {
 	n := 1 << bits
 	s := &Store{
 		clock:     cfg.Clock,
+		start:     time.Now(),
 		maxKeys:   cfg.MaxKeys,
 		seed:      maphash.MakeSeed(),
 		shards:    make([]shard, n),
@@ -187,7 +190,8 @@ func newStore(cfg Config, maxShards int) *Store {
 		stop:      make(chan struct{}),
 		done:      make(chan struct{}),
 	}
-	now := s.clock().UnixMicro()
+	s.startMicros = s.start.UnixMicro()
+	now := s.now()
 	for i := range s.shards {
 		s.shards[i].init(cfg.MaxKeys/n, now)
 	}
@@ -276,7 +280,7 @@ func (s *Store) Apply(
 	// was written under their locks, after its layout was registered, so
 	// the snapshot has the layout of every slot and of every check.
 	layouts := s.registry.snapshot()
-	now := s.clock().UnixMicro()
+	now := s.now()
 	for _, i := range shards {
 		if sh := &s.shards[i]; now-sh.base >= rebaseSpan {
 			sh.rebase(now, layouts)
@@ -292,9 +296,12 @@ func (s *Store) Apply(
 // applyOne is Apply for one check, the common case. It decides as the
 // general path does, but skips what only several checks need: the arrays
 // of refs and states, the sorted shard list, and the second search for the
-// key's slot when the new state is written.
+// key's slot when the new state is written. A key whose slot the check's
+// own word-sized layout wrote, as on every request after a client's first,
+// is read and written in place; every other case takes the general load
+// and save.
 func (s *Store) applyOne(c *store.Check, cost int64, out *algorithm.Decision) (bool, error) {
-	idx, lay, err := s.registry.lookup(c.Algorithm, c.Limit)
+	idx, lay, err := s.registry.lookup(c.Algorithm, &c.Limit)
 	if err == nil && idx == 0 {
 		// The registry is full and did not validate the limit.
 		err = c.Limit.Validate()
@@ -306,17 +313,33 @@ func (s *Store) applyOne(c *store.Check, cost int64, out *algorithm.Decision) (b
 	sh := &s.shards[s.shardOf(h)]
 
 	sh.mu.Lock()
-	// Read after the lock, as in Apply.
-	layouts := s.registry.snapshot()
-	now := s.clock().UnixMicro()
+	now := s.now()
 	if now-sh.base >= rebaseSpan {
-		sh.rebase(now, layouts)
+		sh.rebase(now, s.registry.snapshot())
 	}
 	pos := sh.locate(h)
-	st := sh.loadAt(pos, h, c.Algorithm, now, layouts)
+	var st algorithm.State
+	inPlace := pos >= 0 && lay != nil && lay.form == formWord && slotLayout(sh.words[pos]) == idx
+	if inPlace {
+		st = lay.decodeWord(sh.words[pos], sh.base)
+		if expiry(lay.kind, lay.limit, st) <= now {
+			st = algorithm.State{}
+		}
+	} else {
+		// Read after the lock, as in Apply.
+		st = sh.loadAt(pos, h, c.Algorithm, now, s.registry.snapshot())
+	}
 	next, d := algorithm.Decide(c.Algorithm, st, now, c.Limit, cost)
 	if d.Allowed && next != st {
-		sh.saveAt(pos, h, idx, lay, c.Algorithm, c.Limit, next, layouts)
+		lo, ok := uint64(0), false
+		if inPlace {
+			lo, ok = lay.encodeWord(next, sh.base)
+		}
+		if ok {
+			sh.words[pos] = sh.words[pos]&^payloadMask | lo
+		} else {
+			sh.saveAt(pos, h, idx, lay, c.Algorithm, c.Limit, next, s.registry.snapshot())
+		}
 	}
 	sh.mu.Unlock()
 
@@ -329,7 +352,7 @@ func (s *Store) applyOne(c *store.Check, cost int64, out *algorithm.Decision) (b
 // error of Limit.Validate for an invalid limit.
 func (s *Store) resolve(checks []store.Check, refs []ref, i int) (ref, error) {
 	c := &checks[i]
-	idx, lay, err := s.registry.lookup(c.Algorithm, c.Limit)
+	idx, lay, err := s.registry.lookup(c.Algorithm, &c.Limit)
 	if err != nil {
 		return ref{}, err
 	}
@@ -405,6 +428,16 @@ func reportUncharged(checks []store.Check, refs []ref, loaded []algorithm.State,
 	}
 }
 
+// now returns the store's time in Unix microseconds.
+func (s *Store) now() int64 {
+	if s.clock != nil {
+		return s.clock().UnixMicro()
+	}
+	// time.Since reads only the monotonic clock, where time.Now reads the
+	// wall clock too.
+	return s.startMicros + int64(time.Since(s.start)/time.Microsecond)
+}
+
 func (s *Store) hash(key string) uint64 {
 	return maphash.String(s.seed, key)
 }
@@ -455,7 +488,7 @@ func (s *Store) sweep() int {
 
 func (s *Store) sweepShard(sh *shard) int {
 	sh.mu.Lock()
-	now := s.clock().UnixMicro()
+	now := s.now()
 	if now-sh.base >= rebaseSpan/2 {
 		n := sh.rebase(now, s.registry.snapshot())
 		sh.mu.Unlock()
@@ -471,7 +504,7 @@ func (s *Store) sweepShard(sh *shard) int {
 			return n
 		}
 		to := min(from+sweepChunk, len(sh.words))
-		n += sh.sweepSlots(s.clock().UnixMicro(), s.registry.snapshot(), from, to)
+		n += sh.sweepSlots(s.now(), s.registry.snapshot(), from, to)
 		sh.mu.Unlock()
 	}
 }

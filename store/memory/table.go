@@ -48,10 +48,15 @@ type registry struct {
 // limits are registered, so a registered pair needs no validation again.
 // Once maxLayouts pairs are registered, lookup returns index 0 and a nil
 // layout for new pairs, and those keep their state in the wide maps.
-func (r *registry) lookup(k algorithm.Kind, l algorithm.Limit) (uint8, *layout, error) {
+func (r *registry) lookup(k algorithm.Kind, l *algorithm.Limit) (uint8, *layout, error) {
 	if idx, lay := find(r.layouts.Load(), k, l); lay != nil {
 		return idx, lay, nil
 	}
+	return r.register(k, l)
+}
+
+// register is lookup for a pair that was not registered at the first look.
+func (r *registry) register(k algorithm.Kind, l *algorithm.Limit) (uint8, *layout, error) {
 	if err := l.Validate(); err != nil {
 		return 0, nil, err
 	}
@@ -68,7 +73,7 @@ func (r *registry) lookup(k algorithm.Kind, l algorithm.Limit) (uint8, *layout, 
 		}
 		next = append(next, *old...)
 	}
-	next = append(next, newLayout(k, l))
+	next = append(next, newLayout(k, *l))
 	r.layouts.Store(&next)
 	return uint8(len(next)), &next[len(next)-1], nil
 }
@@ -81,7 +86,7 @@ func (r *registry) snapshot() []layout {
 	return nil
 }
 
-func find(layouts *[]layout, k algorithm.Kind, l algorithm.Limit) (uint8, *layout) {
+func find(layouts *[]layout, k algorithm.Kind, l *algorithm.Limit) (uint8, *layout) {
 	if layouts == nil {
 		return 0, nil
 	}
@@ -96,7 +101,7 @@ func find(layouts *[]layout, k algorithm.Kind, l algorithm.Limit) (uint8, *layou
 // sameRule reports whether lay is the layout of (k, l). It compares field
 // by field, which the compiler does inline, where == on the Limit struct
 // calls memequal.
-func sameRule(lay *layout, k algorithm.Kind, l algorithm.Limit) bool {
+func sameRule(lay *layout, k algorithm.Kind, l *algorithm.Limit) bool {
 	m := &lay.limit
 	return m.Quota == l.Quota && m.Window == l.Window && lay.kind == k &&
 		m.Burst == l.Burst && m.Delay == l.Delay && m.MaxWait == l.MaxWait
@@ -172,6 +177,11 @@ func (sh *shard) scan(b, fp uint64) int {
 		}
 	}
 	return -1
+}
+
+// slotLayout returns the layout index of the slot word w.
+func slotLayout(w uint64) uint8 {
+	return uint8(w >> tagShift & idxMask)
 }
 
 func (sh *shard) payloadAt(pos int) payload {
