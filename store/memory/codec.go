@@ -55,13 +55,20 @@ type layout struct {
 	aBits, bBits, cBits uint
 	unit                int64
 
+	life int64 // a state expires at A + life (see expiry)
+
 	aShl         uint   // 64 − aBits: shifts A's sign bit to bit 63
 	cShift       uint   // aBits + bBits
 	bMask, cMask uint64 // 2^bBits − 1, 2^cBits − 1
+
+	// unit = odd × 2^unitTZ; unitInv × odd = 1 modulo 2^64. See unitsOf.
+	unitInv uint64
+	unitTZ  uint
 }
 
 func newLayout(k algorithm.Kind, l algorithm.Limit) layout {
 	lay := layout{kind: k, limit: l, unit: gcd(l.Window, l.Quota)}
+	lay.life = expiry(k, l.Window, algorithm.State{})
 	q, w, c := l.Quota, l.Window, l.Capacity()
 	switch k {
 	case algorithm.FixedWindow, algorithm.SlidingWindow:
@@ -86,6 +93,8 @@ func newLayout(k algorithm.Kind, l algorithm.Limit) layout {
 	case total <= payloadBits+extBits:
 		lay.form = formExt
 	}
+	lay.unitTZ = uint(bits.TrailingZeros64(uint64(lay.unit)))
+	lay.unitInv = inverse(uint64(lay.unit) >> lay.unitTZ)
 	lay.aShl = 64 - lay.aBits
 	lay.cShift = lay.aBits + lay.bBits
 	lay.bMask, lay.cMask = 1<<lay.bBits-1, 1<<lay.cBits-1
@@ -119,10 +128,11 @@ func (lay *layout) encodeWord(s algorithm.State, base int64) (uint64, bool) {
 		a, b, c = s.A/w-floorDiv(base, w), s.B, s.C
 	default:
 		d, noOverflow := sub(s.A, base)
-		if !noOverflow || s.C != 0 || s.B < 0 || s.B%lay.unit != 0 {
+		if !noOverflow || s.C != 0 || s.B < 0 {
 			return 0, false
 		}
-		a, b = d, s.B/lay.unit
+		// b fails the bMask test below when unit does not divide s.B.
+		a, b = d, lay.unitsOf(s.B)
 	}
 	// a must survive the round trip through aBits signed bits, b and c
 	// through bBits and cBits unsigned ones; a negative b or c turns into
@@ -132,6 +142,28 @@ func (lay *layout) encodeWord(s algorithm.State, base int64) (uint64, bool) {
 		return 0, false
 	}
 	return uint64(a)<<aShl>>aShl | uint64(b)<<(lay.aBits&63) | uint64(c)<<(lay.cShift&63), true
+}
+
+// unitsOf returns v/unit for 0 ≤ v < 2^63 when unit divides v, and
+// otherwise a value whose uint64 lies above bMask, with a multiplication
+// where a division would take several times as long. Multiplying by the inverse of unit's
+// odd part and rotating out its factor 2^unitTZ maps the multiples of
+// unit onto 0, 1, 2, … and every other value above 2^64/unit (Granlund
+// and Montgomery's divisibility test), and bMask lies below that bound
+// because q < 2^53.
+func (lay *layout) unitsOf(v int64) int64 {
+	return int64(bits.RotateLeft64(uint64(v)*lay.unitInv, -int(lay.unitTZ&63)))
+}
+
+// inverse returns x with x × odd = 1 modulo 2^64, for odd odd. Each
+// Newton step doubles the correct low bits, from the 3 that odd × odd = 1
+// (mod 8) gives, to 96 after five.
+func inverse(odd uint64) uint64 {
+	x := odd
+	for range 5 {
+		x *= 2 - odd*x
+	}
+	return x
 }
 
 // encodePacked is encode through the packer, for formExt.
@@ -187,13 +219,14 @@ func (lay *layout) state(a, b, c, base int64) algorithm.State {
 // does under kind k, so the store may forget it. That is the end of a fixed
 // window, the end of the window after a sliding window's current one, and
 // one µs past a TAT, which for the buckets is when they are full (or
-// empty) again.
-func expiry(k algorithm.Kind, l algorithm.Limit, s algorithm.State) int64 {
+// empty) again. window is the Window of the rule's Limit, the only part
+// of it that matters.
+func expiry(k algorithm.Kind, window int64, s algorithm.State) int64 {
 	switch k {
 	case algorithm.FixedWindow:
-		return satAdd(s.A, l.Window)
+		return satAdd(s.A, window)
 	case algorithm.SlidingWindow:
-		return satAdd(s.A, 2*l.Window)
+		return satAdd(s.A, 2*window)
 	case algorithm.GCRA, algorithm.LeakyQueue, algorithm.TokenBucket, algorithm.LeakyBucket:
 		return satAdd(s.A, 1)
 	}

@@ -50,7 +50,7 @@ func (r *referenceStore) apply(checks []store.Check, shards []int, now, cost int
 			// the zero State, even under another limit, and so does a
 			// state another algorithm wrote.
 			e, ok = r.states[c.Key]
-			if ok && (e.kind != c.Algorithm || expiry(e.kind, e.limit, e.state) <= now) {
+			if ok && (e.kind != c.Algorithm || expiry(e.kind, e.limit.Window, e.state) <= now) {
 				e = refEntry{}
 			}
 		}
@@ -90,7 +90,7 @@ func (r *referenceStore) apply(checks []store.Check, shards []int, now, cost int
 // store's sweep does, moves the shard's base when it is half a span old.
 func (r *referenceStore) sweep(i int, now int64) {
 	for k, e := range r.states {
-		if e.shard == i && expiry(e.kind, e.limit, e.state) <= now {
+		if e.shard == i && expiry(e.kind, e.limit.Window, e.state) <= now {
 			delete(r.states, k)
 		}
 	}

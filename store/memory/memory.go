@@ -322,7 +322,7 @@ func (s *Store) applyOne(c *store.Check, cost int64, out *algorithm.Decision) (b
 	inPlace := pos >= 0 && lay != nil && lay.form == formWord && slotLayout(sh.words[pos]) == idx
 	if inPlace {
 		st = lay.decodeWord(sh.words[pos], sh.base)
-		if expiry(lay.kind, lay.limit, st) <= now {
+		if satAdd(st.A, lay.life) <= now { // expiry, inline
 			st = algorithm.State{}
 		}
 	} else {

