@@ -228,3 +228,34 @@ func BenchmarkRebase(b *testing.B) {
 	perShard := float64(b.Elapsed().Nanoseconds()) / float64(b.N) / float64(len(s.shards))
 	b.ReportMetric(perShard, "ns/shard")
 }
+
+// BenchmarkGrow times the last growth of a shard of a store with MaxKeys
+// 1,000,000: the GCRA keys of a table of level 1 filled to 3/4 of its room,
+// about 5,900, moved to the full table under one lock hold.
+func BenchmarkGrow(b *testing.B) {
+	var reg registry
+	idx, lay, err := reg.lookup(algorithm.GCRA, &benchLimit)
+	if err != nil {
+		b.Fatal(err)
+	}
+	layouts := reg.snapshot()
+	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC).UnixMicro()
+	r := rand.New(rand.NewPCG(1, 2))
+	b.ReportAllocs()
+	for b.Loop() {
+		b.StopTimer()
+		var sh shard
+		for sh.level != 1 || sh.count < sh.room*3/4 {
+			if sh.wide == nil || sh.level == 0 {
+				// Both buckets of a key were full, and the table grew to
+				// level 0 early: start again.
+				sh = shard{}
+				sh.init(DefaultMaxKeys/minShards, startKeys, now)
+			}
+			st := algorithm.State{A: now + r.Int64N(benchLimit.Window)}
+			sh.save(r.Uint64(), idx, lay, algorithm.GCRA, benchLimit, st, layouts)
+		}
+		b.StartTimer()
+		sh.grow(layouts)
+	}
+}

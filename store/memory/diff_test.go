@@ -113,20 +113,34 @@ func TestApplyMatchesReference(t *testing.T) {
 		{Quota: 100, Window: time.Minute.Microseconds(), Burst: 20},
 		{Quota: 1000, Window: time.Hour.Microseconds()},
 		{Quota: 5, Window: time.Minute.Microseconds(), Delay: 2, MaxWait: 30 * time.Second.Microseconds()},
+		// Needs the ext array under every kind but a fixed window.
+		{Quota: 999_983, Window: time.Second.Microseconds()},
 	}
-	for _, kind := range benchKinds {
-		t.Run(kind.String(), func(t *testing.T) {
-			t.Parallel()
-			runReferenceTrace(t, kind, limits, uint64(kind))
-		})
+	tables := []struct {
+		name      string
+		firstKeys int
+	}{
+		{"full tables", startKeys},
+		// Tables that start with room for 2 keys grow several times
+		// while the trace runs.
+		{"growing tables", 2},
+	}
+	for _, tc := range tables {
+		for _, kind := range benchKinds {
+			t.Run(tc.name+"/"+kind.String(), func(t *testing.T) {
+				t.Parallel()
+				runReferenceTrace(t, kind, limits, uint64(kind), tc.firstKeys)
+			})
+		}
 	}
 }
 
-func runReferenceTrace(t *testing.T, kind algorithm.Kind, limits []algorithm.Limit, seed uint64) {
+func runReferenceTrace(t *testing.T, kind algorithm.Kind, limits []algorithm.Limit, seed uint64,
+	firstKeys int) {
 	r := rand.New(rand.NewPCG(seed, 42))
 	clk := newTestClock()
 	// Room for every key of the trace, so that nothing is evicted.
-	s := newTestStore(t, clk, 1000, 4)
+	s := newTestStoreGrowing(t, clk, 1000, 4, firstKeys)
 	ref := &referenceStore{states: map[string]refEntry{}, base: make([]int64, len(s.shards))}
 	for i := range ref.base {
 		ref.base[i] = s.shards[i].base

@@ -157,11 +157,12 @@ var _ store.Store = (*Store)(nil)
 // bytes per key of its share of MaxKeys, 9.1 MB in all for the default.
 // A side array of 4.6 bytes per key more follows when a key needs it.
 func New(cfg Config) *Store {
-	return newStore(cfg, maxShards)
+	return newStore(cfg, maxShards, startKeys)
 }
 
-// newStore is New with at most maxShards shards, a power of two.
-func newStore(cfg Config, maxShards int) *Store {
+// newStore is New with at most maxShards shards, a power of two, whose
+// first tables hold about firstKeys keys.
+func newStore(cfg Config, maxShards, firstKeys int) *Store {
 	if cfg.MaxKeys <= 0 {
 		cfg.MaxKeys = DefaultMaxKeys
 	}
@@ -193,7 +194,7 @@ func newStore(cfg Config, maxShards int) *Store {
 	s.startMicros = s.start.UnixMicro()
 	now := s.now()
 	for i := range s.shards {
-		s.shards[i].init(cfg.MaxKeys/n, now)
+		s.shards[i].init(cfg.MaxKeys/n, firstKeys, now)
 	}
 	go s.sweepEvery(cfg.CleanupInterval)
 	return s

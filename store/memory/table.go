@@ -115,26 +115,106 @@ type wideEntry struct {
 	expiry int64
 }
 
+// startKeys is the number of keys a shard's first table is sized for.
+// A table holds each key's full hash beside its slots until it reaches its
+// full size, and doubles when its keys fill it to loadNum/loadDen: a store
+// of far fewer keys than MaxKeys keeps them in few cache lines, and one
+// near MaxKeys takes the full table's bytes and no more.
+const startKeys = 256
+
 // shard is one mutex's share of the keys: a compact table plus a map for
 // the states the table cannot hold.
+//
+// The table grows by levels: at level j it is sized for room =
+// ⌈cap/2^j⌉ keys, at level 0 for cap. Below level 0, hashes keeps the
+// 64-bit hash of the key in each slot, so that growing can place every key
+// in the larger table; 16 bytes per slot at level 1 take as much as the
+// 8 of level 0, which has no hashes.
 type shard struct {
-	mu    sync.Mutex
-	words []uint64 // nil until the first insert
-	ext   []uint32 // nil until the first formExt insert
-	nb    uint64   // buckets in words
-	count int      // keys in words and wide
-	cap   int
-	base  int64                // Unix µs that compact times are relative to
-	wide  map[uint64]wideEntry // by the key's 64-bit hash
-	_     [64]byte             // keeps neighbouring shards' mutexes off one cache line
+	mu     sync.Mutex
+	words  []uint64             // nil until the first insert
+	ext    []uint32             // nil until the first formExt insert
+	hashes []uint64             // by slot, below level 0; nil at level 0
+	nb     uint64               // buckets in words
+	count  int                  // keys in words and wide
+	cap    int                  // the most keys the shard holds
+	room   int                  // the most keys the table holds before it grows; cap at level 0
+	level  uint                 // the table's level, 0 at full size
+	base   int64                // Unix µs that compact times are relative to
+	wide   map[uint64]wideEntry // by the key's 64-bit hash
+	_      [64]byte             // keeps neighbouring shards' mutexes off one cache line
 }
 
-func (sh *shard) init(capacity int, now int64) {
+// init sets up an empty shard of the given capacity whose first table
+// holds at least firstKeys keys, or capacity when that is less.
+func (sh *shard) init(capacity, firstKeys int, now int64) {
 	sh.cap = capacity
 	sh.base = now
-	slots := (capacity*loadDen + loadNum - 1) / loadNum
-	sh.nb = uint64((slots + bucketSlots - 1) / bucketSlots)
+	for roomAt(capacity, sh.level+1) >= max(firstKeys, 1) {
+		sh.level++
+	}
+	sh.room = roomAt(capacity, sh.level)
+	sh.nb = bucketsFor(sh.room)
 	sh.wide = make(map[uint64]wideEntry)
+}
+
+// roomAt returns the number of keys a table of level j holds in a shard of
+// the given capacity: ⌈capacity/2^j⌉.
+func roomAt(capacity int, j uint) int {
+	return (capacity + 1<<j - 1) >> j
+}
+
+// bucketsFor returns the number of buckets that hold keys at a load of
+// loadNum/loadDen.
+func bucketsFor(keys int) uint64 {
+	slots := (keys*loadDen + loadNum - 1) / loadNum
+	return uint64((slots + bucketSlots - 1) / bucketSlots)
+}
+
+// allocate makes the arrays of a table of sh.nb buckets: words, hashes
+// below level 0, and ext when withExt is true.
+func (sh *shard) allocate(withExt bool) {
+	n := sh.nb * bucketSlots
+	sh.words = make([]uint64, n)
+	sh.hashes, sh.ext = nil, nil
+	if sh.level > 0 {
+		sh.hashes = make([]uint64, n)
+	}
+	if withExt {
+		sh.ext = make([]uint32, n)
+	}
+}
+
+// grow moves the table one level up: it allocates the larger table and
+// places every key in it by its hash. The caller holds sh.mu and
+// sh.level > 0.
+func (sh *shard) grow(layouts []layout) {
+	words, ext, hashes := sh.words, sh.ext, sh.hashes
+	sh.level--
+	sh.room = roomAt(sh.cap, sh.level)
+	sh.nb = bucketsFor(sh.room)
+	sh.allocate(ext != nil)
+	for from, w := range words {
+		if w == 0 {
+			continue
+		}
+		h := hashes[from]
+		b1, b2 := sh.buckets(h)
+		to := sh.freeSlot(b1, b2)
+		if to < 0 {
+			// Both buckets full in a table about half full: practically
+			// never, and then handled as a full shard handles a new key.
+			to = sh.victim(b1, b2, layouts)
+			sh.count--
+		}
+		sh.words[to] = w
+		if ext != nil {
+			sh.ext[to] = ext[from]
+		}
+		if sh.hashes != nil {
+			sh.hashes[to] = h
+		}
+	}
 }
 
 // fingerprint returns the fingerprint of the key with hash h: bits of the
@@ -283,7 +363,9 @@ func (sh *shard) saveAt(pos int, h uint64, idx uint8, lay *layout, k algorithm.K
 // The caller holds sh.mu.
 func (sh *shard) saveCompact(pos int, b1, b2, h uint64, idx uint8, p payload, useExt bool,
 	layouts []layout) {
-	if useExt && sh.ext == nil {
+	if sh.words == nil {
+		sh.allocate(useExt)
+	} else if useExt && sh.ext == nil {
 		sh.ext = make([]uint32, sh.nb*bucketSlots)
 	}
 	fp := fingerprint(h)
@@ -297,19 +379,28 @@ func (sh *shard) saveCompact(pos int, b1, b2, h uint64, idx uint8, p payload, us
 			sh.count--
 		}
 	}
-	if sh.words == nil {
-		sh.words = make([]uint64, sh.nb*bucketSlots)
+	for sh.count >= sh.room && sh.level > 0 {
+		sh.grow(layouts)
 	}
+	b1, b2 = sh.buckets(h)
 	if sh.count >= sh.cap {
 		sh.evict(b1, b2, layouts)
 	}
 	pos = sh.freeSlot(b1, b2)
+	for pos < 0 && sh.level > 0 {
+		sh.grow(layouts)
+		b1, b2 = sh.buckets(h)
+		pos = sh.freeSlot(b1, b2)
+	}
 	if pos < 0 {
 		pos = sh.victim(b1, b2, layouts)
 		sh.words[pos] = 0
 		sh.count--
 	}
 	sh.write(pos, fp, idx, p)
+	if sh.hashes != nil {
+		sh.hashes[pos] = h
+	}
 	sh.count++
 }
 
