@@ -18,14 +18,22 @@
 // unchanged, so a packed form never rounds a value: a limit means what it
 // says.
 //
+// A shard's table starts small and doubles as its keys fill it, up to the
+// size its share of MaxKeys needs. Until it reaches that size it also keeps
+// each key's 64-bit hash, which growing needs to place the key again; the
+// smaller table with hashes never takes more bytes than the full one
+// without. So a store holding far fewer keys than MaxKeys keeps them close
+// together, in few cache lines.
+//
 // # Fingerprint collisions
 //
 // A check for a key the store does not hold compares its 18-bit
 // fingerprint with at most 16 occupied slots, so with the table at its
 // maximum load of 7/8 the chance that a new key is taken for another one is
-// at most 16 × 7/8 / 2^18, about 1 in 19,000. Two keys of one algorithm
-// then share one budget until the state expires or is evicted, so neither
-// gets more than its limit. Two keys of different algorithms replace each
+// at most 16 × 7/8 / 2^18, about 1 in 19,000. A table that grows places
+// its keys again, and two held keys then meet with the same chance. Two
+// keys of one algorithm that meet share one budget until the state expires
+// or is evicted, so neither gets more than its limit. Two keys of different algorithms replace each
 // other's state, and each starts afresh after the other's request.
 //
 // # All or nothing
@@ -153,9 +161,10 @@ var _ store.Store = (*Store)(nil)
 // Zero or negative fields of cfg take their defaults; call Config.Validate
 // first to reject negative values.
 //
-// Each shard allocates its table when its first key arrives: about 9.1
-// bytes per key of its share of MaxKeys, 9.1 MB in all for the default.
-// A side array of 4.6 bytes per key more follows when a key needs it.
+// Each shard allocates a small table when its first key arrives and
+// doubles it as keys arrive, up to about 9.1 bytes per key of its share of
+// MaxKeys, 9.1 MB in all for the default. A side array of up to 4.6 bytes
+// per key more follows when a key needs it.
 func New(cfg Config) *Store {
 	return newStore(cfg, maxShards, startKeys)
 }
