@@ -77,7 +77,7 @@ func (r *referenceStore) apply(checks []store.Check, shards []int, now, cost int
 				continue
 			}
 			e, ok := r.states[c.Key]
-			if ok && (e.kind != c.Algorithm || expiry(e.kind, e.limit, e.state) <= now) {
+			if ok && (e.kind != c.Algorithm || expiry(e.kind, e.limit.Window, e.state) <= now) {
 				e = refEntry{}
 			}
 			_, out[i] = algorithm.Decide(c.Algorithm, e.state, now, c.Limit, 0)
