@@ -60,10 +60,6 @@ type layout struct {
 	aShl         uint   // 64 − aBits: shifts A's sign bit to bit 63
 	cShift       uint   // aBits + bBits
 	bMask, cMask uint64 // 2^bBits − 1, 2^cBits − 1
-
-	// unit = odd × 2^unitTZ; unitInv × odd = 1 modulo 2^64. See unitsOf.
-	unitInv uint64
-	unitTZ  uint
 }
 
 func newLayout(k algorithm.Kind, l algorithm.Limit) layout {
@@ -93,8 +89,6 @@ func newLayout(k algorithm.Kind, l algorithm.Limit) layout {
 	case total <= payloadBits+extBits:
 		lay.form = formExt
 	}
-	lay.unitTZ = uint(bits.TrailingZeros64(uint64(lay.unit)))
-	lay.unitInv = inverse(uint64(lay.unit) >> lay.unitTZ)
 	lay.aShl = 64 - lay.aBits
 	lay.cShift = lay.aBits + lay.bBits
 	lay.bMask, lay.cMask = 1<<lay.bBits-1, 1<<lay.cBits-1
@@ -128,11 +122,10 @@ func (lay *layout) encodeWord(s algorithm.State, base int64) (uint64, bool) {
 		a, b, c = s.A/w-floorDiv(base, w), s.B, s.C
 	default:
 		d, noOverflow := sub(s.A, base)
-		if !noOverflow || s.C != 0 || s.B < 0 {
+		if !noOverflow || s.C != 0 || s.B%lay.unit != 0 {
 			return 0, false
 		}
-		// b fails the bMask test below when unit does not divide s.B.
-		a, b = d, lay.unitsOf(s.B)
+		a, b = d, s.B/lay.unit
 	}
 	// a must survive the round trip through aBits signed bits, b and c
 	// through bBits and cBits unsigned ones; a negative b or c turns into
@@ -142,28 +135,6 @@ func (lay *layout) encodeWord(s algorithm.State, base int64) (uint64, bool) {
 		return 0, false
 	}
 	return uint64(a)<<aShl>>aShl | uint64(b)<<(lay.aBits&63) | uint64(c)<<(lay.cShift&63), true
-}
-
-// unitsOf returns v/unit for 0 ≤ v < 2^63 when unit divides v, and
-// otherwise a value whose uint64 lies above bMask, with a multiplication
-// where a division would take several times as long. Multiplying by the inverse of unit's
-// odd part and rotating out its factor 2^unitTZ maps the multiples of
-// unit onto 0, 1, 2, … and every other value above 2^64/unit (Granlund
-// and Montgomery's divisibility test), and bMask lies below that bound
-// because q < 2^53.
-func (lay *layout) unitsOf(v int64) int64 {
-	return int64(bits.RotateLeft64(uint64(v)*lay.unitInv, -int(lay.unitTZ&63)))
-}
-
-// inverse returns x with x × odd = 1 modulo 2^64, for odd odd. Each
-// Newton step doubles the correct low bits, from the 3 that odd × odd = 1
-// (mod 8) gives, to 96 after five.
-func inverse(odd uint64) uint64 {
-	x := odd
-	for range 5 {
-		x *= 2 - odd*x
-	}
-	return x
 }
 
 // encodePacked is encode through the packer, for formExt.

@@ -3,8 +3,6 @@ package memory
 import (
 	"context"
 	"fmt"
-	"math"
-	"math/bits"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -406,34 +404,6 @@ func checkPackerAgrees(t *testing.T, lay *layout, s algorithm.State, base int64,
 		if got, want := lay.decode(p, base), packed.decode(p, base); got != want {
 			t.Fatalf("%v %+v, base %d: decode(%+v) = %+v; the packer gives %+v",
 				lay.kind, lay.limit, base, p, got, want)
-		}
-	}
-}
-
-func TestUnitsOfMatchesDivision(t *testing.T) {
-	t.Parallel()
-	r := rand.New(rand.NewPCG(3, 4))
-	units := []int64{1, 2, 3, 7, 100, 1 << 20, 20_000_000, 999_983, 3 << 40, 1<<53 - 1}
-	for _, unit := range units {
-		tz := uint(bits.TrailingZeros64(uint64(unit)))
-		lay := layout{unit: unit, unitTZ: tz, unitInv: inverse(uint64(unit) >> tz)}
-		bound := uint64(math.MaxUint64) / uint64(unit)
-		for i := range 20000 {
-			v := r.Int64N(1 << 53)
-			switch i % 3 {
-			case 0:
-				v = v / unit * unit
-			case 1:
-				v = r.Int64N(4) * unit
-			}
-			got := uint64(lay.unitsOf(v))
-			if v%unit == 0 && got != uint64(v/unit) {
-				t.Fatalf("unit %d: unitsOf(%d) = %d, want %d", unit, v, got, v/unit)
-			}
-			if v%unit != 0 && got <= bound {
-				t.Fatalf("unit %d: unitsOf(%d) = %d, want above %d for a non-multiple",
-					unit, v, got, bound)
-			}
 		}
 	}
 }
