@@ -46,8 +46,8 @@ const (
 // subtract multiples of Quota.
 //
 // A formWord payload holds A in bits [0, aBits), B in [aBits, cShift) and
-// C from cShift up, as the packer lays them out; the shifts and masks are
-// kept so that encode and decode need no packer for it.
+// C from cShift up, as the packer lays them out. The layout keeps the
+// shifts and masks, so that encode and decode need no packer for it.
 type layout struct {
 	kind                algorithm.Kind
 	limit               algorithm.Limit
@@ -127,9 +127,9 @@ func (lay *layout) encodeWord(s algorithm.State, base int64) (uint64, bool) {
 		}
 		a, b = d, s.B/lay.unit
 	}
-	// a must survive the round trip through aBits signed bits, b and c
-	// through bBits and cBits unsigned ones; a negative b or c turns into
-	// a value above any mask.
+	// a must survive the round trip through aBits signed bits, and b and c
+	// through bBits and cBits unsigned ones. A negative b or c turns into a
+	// value above any mask.
 	aShl := lay.aShl & 63
 	if int64(uint64(a)<<aShl)>>aShl != a || uint64(b) > lay.bMask || uint64(c) > lay.cMask {
 		return 0, false

@@ -117,9 +117,9 @@ type Config struct {
 	CleanupInterval time.Duration
 	// Clock returns the current time. Only its microseconds since the
 	// Unix epoch are used. Nil means the system clock, read as the Unix
-	// time at New plus the monotonic time elapsed since: one clock read per
-	// Apply instead of the two of time.Now, and a store time that does not
-	// jump when the wall clock is set.
+	// time at New plus the monotonic time elapsed since. That takes one
+	// clock read per Apply, where time.Now takes two, and the store's time
+	// does not jump when the wall clock is set.
 	Clock func() time.Time
 }
 

@@ -469,7 +469,7 @@ func checkSlotHash(t testing.TB, sh *shard, shardIndex, pos int) {
 // full size and checks that the keys kept their states through each
 // growth. A new key whose fingerprint matches a held key's shares that
 // key's slot, as the package documentation describes; the test counts such
-// keys and allows one wrong answer for each. Growing re-places keys, so
+// keys and allows one wrong decision for each. Growing re-places keys, so
 // two held keys with one fingerprint may meet in the larger table: about
 // 1 in 20,000 keys here, allowed for up to 1 in 1000.
 func TestGrowKeepsEveryKey(t *testing.T) {
@@ -479,6 +479,7 @@ func TestGrowKeepsEveryKey(t *testing.T) {
 	if level := s.shards[0].level; level == 0 {
 		t.Fatalf("level of the first table = 0, want above 0")
 	}
+
 	key := func(i int) store.Check {
 		return store.Check{Key: fmt.Sprintf("client%d", i), Algorithm: algorithm.GCRA,
 			Limit: perMinute(5)}
@@ -493,10 +494,12 @@ func TestGrowKeepsEveryKey(t *testing.T) {
 			t.Fatalf("first request of %s = %+v, want remaining 4", key(i).Key, d)
 		}
 	}
+
 	checkInvariants(t, s)
 	if sh := &s.shards[0]; sh.level != 0 || sh.count != keys-shared {
 		t.Fatalf("level, count = %d, %d; want 0, %d", sh.level, sh.count, keys-shared)
 	}
+
 	wrong := 0
 	for i := range keys {
 		if d := apply(t, s, key(i)); d.Remaining != 3 {
