@@ -308,7 +308,7 @@ func (s *Store) Apply(
 // of refs and states, the sorted shard list, and the second search for the
 // key's slot when the new state is written. A key whose slot the check's
 // own word-sized layout wrote, as on every request after a client's first,
-// is read and written in place; every other case takes the general load
+// is read and written in place. Every other case takes the general load
 // and save.
 func (s *Store) applyOne(c *store.Check, cost int64, out *algorithm.Decision) (bool, error) {
 	idx, lay, err := s.registry.lookup(c.Algorithm, &c.Limit)

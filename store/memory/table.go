@@ -190,7 +190,7 @@ func (sh *shard) allocate(withExt bool) {
 // sh.level > 0.
 //
 // NOTE: growing holds the lock while it moves every key of the shard,
-// about 0.2 ms for the last growth of a shard of a million-key store
+// 0.2 to 0.3 ms for the last growth of a shard of a million-key store
 // (BenchmarkGrow), a few times in the life of the store.
 func (sh *shard) grow(layouts []layout) {
 	words, ext, hashes := sh.words, sh.ext, sh.hashes
@@ -510,7 +510,7 @@ func (sh *shard) sweepSlots(now int64, layouts []layout, from, to int) int {
 // re-encodes every kept slot, and returns the number of keys dropped. The
 // caller holds sh.mu.
 //
-// NOTE: a rebase holds the lock for the whole shard, 0.25 to 0.6 ms for a
+// NOTE: a rebase holds the lock for the whole shard, 0.25 to 0.3 ms for a
 // shard of 15,625 keys (BenchmarkRebase), once every 9 minutes. A slot bit
 // naming one of two bases would let it move slots in chunks like sweeps.
 //
