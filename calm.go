@@ -75,7 +75,7 @@ type Quota struct {
 // Result is the outcome of a request against every check that applied.
 type Result struct {
 	Allowed bool
-	// Reason is why the request was denied, or ReasonAllowed.
+	// Reason is the cause of a denial, or ReasonAllowed.
 	Reason algorithm.Reason
 	// Limit, Remaining and ResetAfter describe the deciding rule: the denying
 	// rule with the longest RetryAfter when denied, and the rule with the

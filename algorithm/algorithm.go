@@ -150,7 +150,7 @@ func (l Limit) Validate() error {
 // meaning depends on the Kind. The zero State is a key never seen before, and
 // a State that has aged past the point where it can change a decision
 // decides exactly as the zero State does. Stores may encode it more
-// compactly as long as Decide sees the same values. Times are Unix
+// compactly as long as Decide receives the same values. Times are Unix
 // microseconds.
 //
 //	Kind           A                          B                             C
@@ -173,13 +173,13 @@ type State struct {
 	A, B, C int64
 }
 
-// Reason says why a decision was made.
+// Reason is the cause of a decision.
 type Reason uint8
 
 // Reasons for a decision.
 const (
 	ReasonAllowed      Reason = iota
-	ReasonLimited             // the budget is spent; RetryAfter says when it returns
+	ReasonLimited             // the budget is spent; RetryAfter gives the time until it returns
 	ReasonCostTooLarge        // cost exceeds the capacity, so the request can never pass
 	ReasonQueueFull           // LeakyQueue: the wait would exceed MaxWait
 	ReasonInvalidCost         // negative cost

@@ -30,7 +30,7 @@
 //
 // # The reason phrase of 420
 //
-// net/http writes the status line itself and knows no reason phrase for
+// net/http writes the status line itself and has no reason phrase for
 // 420, so HTTP/1.1 clients see "420 status code 420" where the original
 // service sent "420 Enhance Your Calm". A handler cannot change the phrase
 // through http.ResponseWriter. Writing the status line by hand after

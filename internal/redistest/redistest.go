@@ -68,7 +68,7 @@ func Start(t testing.TB, args ...string) *Server {
 }
 
 // StartOnPort runs a redis-server on 127.0.0.1:port with its files in dir
-// and waits until it answers PING. The caller must call Stop.
+// and waits until it replies to PING. The caller must call Stop.
 func StartOnPort(bin, dir string, port int, args ...string) (*Server, error) {
 	base := []string{
 		"--port", strconv.Itoa(port),
@@ -97,7 +97,7 @@ func StartOnPort(bin, dir string, port int, args ...string) (*Server, error) {
 	}
 	s.Stop()
 	log, _ := os.ReadFile(filepath.Join(dir, "redis.log"))
-	return nil, fmt.Errorf("redis-server on port %d did not answer PING within 10s; log:\n%s", port, log)
+	return nil, fmt.Errorf("redis-server on port %d did not reply to PING within 10s; log:\n%s", port, log)
 }
 
 // Stop kills the server process and waits for it to exit. It is safe to call

@@ -71,7 +71,7 @@ func (r *referenceStore) apply(checks []store.Check, shards []int, now, cost int
 		}
 	} else {
 		// Nothing is charged: the checks that allowed report their budgets
-		// as a request of cost 0 sees them before this request.
+		// as a request of cost 0 would get them before this request.
 		for i, c := range checks {
 			if !out[i].Allowed {
 				continue

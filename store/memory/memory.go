@@ -422,7 +422,7 @@ func (s *Store) decideLocked(checks []store.Check, refs []ref, now, cost int64,
 
 // reportUncharged rewrites the decisions of the checks that allowed a request
 // that another check denied: nothing was charged, so each reports its
-// budget as a request of cost 0 sees it, from the state before the request.
+// budget as a request of cost 0 would get it, from the state before the request.
 func reportUncharged(checks []store.Check, refs []ref, loaded []algorithm.State, now int64,
 	out []algorithm.Decision) {
 	for i := range checks {

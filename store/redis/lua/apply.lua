@@ -142,7 +142,7 @@ local function commit()
 end
 
 -- report_uncharged replaces the decision of each check of a denied request
--- of n checks that allowed with what a request of cost 0 sees: its budget
+-- of n checks that allowed with what a request of cost 0 would get: its budget
 -- from the state before the request, which is not charged.
 local function report_uncharged(n)
   for i = 1, n do
