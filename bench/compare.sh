@@ -8,7 +8,11 @@
 #   COUNT       rounds of the speed benchmarks (default 10)
 #   BENCHTIME   -benchtime of each speed benchmark (default 300ms)
 #   HEAP_COUNT  rounds of the 1M-key heap benchmark (default 3)
-#   PEERS       peers to run, first one is the base of every ratio
+#   PEERS       peers to run, first one is the base of every speed ratio
+#   HEAP_PEERS  peers of the heap benchmark (default PEERS followed by
+#               calm's memory store under each algorithm another peer
+#               runs); benchsummary compares each peer's heap per key
+#               with calm's under the peer's algorithm
 set -euo pipefail
 
 cd "$(dirname "$0")"
@@ -16,6 +20,7 @@ COUNT=${COUNT:-10}
 BENCHTIME=${BENCHTIME:-300ms}
 HEAP_COUNT=${HEAP_COUNT:-3}
 PEERS=${PEERS:-calm calm-limiter xtime golimiter ulule throttled httprate}
+HEAP_PEERS=${HEAP_PEERS:-$PEERS calm-token_bucket calm-fixed_window calm-sliding_window}
 
 out=out
 mkdir -p "$out"
@@ -41,7 +46,7 @@ for round in $(seq "$COUNT"); do
 done
 
 for round in $(seq "$HEAP_COUNT"); do
-	for peer in $PEERS; do
+	for peer in $HEAP_PEERS; do
 		"$out/compare.test" -test.run '^$' -test.benchtime 1x \
 			-test.bench "^BenchmarkHeap\$/^keys=/^peer=$peer\$" >>"$heap"
 	done

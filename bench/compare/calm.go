@@ -10,8 +10,9 @@ import (
 	"github.com/calm-limiter/calm/store/memory"
 )
 
-// CalmAlgorithm is the algorithm of the calm adapters: GCRA, the one the
-// throttled peer runs and the one with the smallest state per key.
+// CalmAlgorithm is the algorithm of the calm and calm-limiter adapters:
+// GCRA, the one the throttled peer runs and the one with the smallest
+// state per key.
 const CalmAlgorithm = algorithm.GCRA
 
 // CalmPeers returns calm's adapters. The first calls the memory store
@@ -20,10 +21,34 @@ const CalmAlgorithm = algorithm.GCRA
 // key building and a Result with one Quota.
 func CalmPeers() []Peer {
 	return []Peer{
-		{Name: "calm", Via: "store/memory Store.Apply with one GCRA check", New: newCalmStore},
+		CalmStorePeer(CalmAlgorithm),
 		{Name: "calm-limiter", Via: "calm.Limiter.Allow with one GCRA rule on store/memory",
-			New: newCalmLimiter},
+			Algorithm: CalmAlgorithm, New: newCalmLimiter},
 	}
+}
+
+// CalmStorePeer returns the adapter that applies one check of kind per
+// request to calm's memory store. It is the "calm" peer for CalmAlgorithm
+// and is named CalmStoreName(kind) for the other kinds.
+func CalmStorePeer(kind algorithm.Kind) Peer {
+	return Peer{
+		Name:      CalmStoreName(kind),
+		Via:       "store/memory Store.Apply with one " + kind.String() + " check",
+		Algorithm: kind,
+		New: func(l Limit) (Limiter, error) {
+			return newCalmStore(l, kind)
+		},
+	}
+}
+
+// CalmStoreName returns the name of CalmStorePeer(kind): "calm" for
+// CalmAlgorithm and "calm-" followed by the kind's configuration name for
+// the others, such as "calm-sliding_window".
+func CalmStoreName(kind algorithm.Kind) string {
+	if kind == CalmAlgorithm {
+		return "calm"
+	}
+	return "calm-" + kind.String()
 }
 
 // calmStore applies one check per request to the memory store. Calling
@@ -31,19 +56,20 @@ func CalmPeers() []Peer {
 // lets the check and decision arrays stay on the stack.
 type calmStore struct {
 	st    *memory.Store
+	kind  algorithm.Kind
 	limit algorithm.Limit
 }
 
-func newCalmStore(l Limit) (Limiter, error) {
+func newCalmStore(l Limit, kind algorithm.Kind) (Limiter, error) {
 	lim := algorithm.Limit{Quota: l.Requests, Window: l.Window.Microseconds()}
 	if err := lim.Validate(); err != nil {
 		return nil, fmt.Errorf("calm limit %d/%s: %w", l.Requests, l.Window, err)
 	}
-	return &calmStore{st: newMemoryStore(l.Keys), limit: lim}, nil
+	return &calmStore{st: newMemoryStore(l.Keys), kind: kind, limit: lim}, nil
 }
 
 func (c *calmStore) Allow(key string) bool {
-	checks := [1]store.Check{{Key: key, Algorithm: CalmAlgorithm, Limit: c.limit}}
+	checks := [1]store.Check{{Key: key, Algorithm: c.kind, Limit: c.limit}}
 	var out [1]algorithm.Decision
 	allowed, err := c.st.Apply(context.Background(), checks[:], 1, out[:])
 	return allowed && err == nil

@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/calm-limiter/calm/algorithm"
 	"github.com/go-chi/httprate"
 	"github.com/sethvargo/go-limiter/memorystore"
 	"github.com/throttled/throttled/v2"
@@ -54,26 +55,79 @@ type Peer struct {
 	Name string
 	// Via says which API of the library the adapter calls.
 	Via string
-	New func(Limit) (Limiter, error)
+	// Algorithm is calm's algorithm that matches the peer's own best.
+	// BenchmarkHeap compares the peer's heap per key with that of calm's
+	// memory store under this algorithm, CalmStorePeer(Algorithm).
+	Algorithm algorithm.Kind
+	New       func(Limit) (Limiter, error)
 }
 
 // Peers returns calm's adapters first, then the other libraries in a fixed
-// order. Reports take the first entry as the base of every ratio.
+// order. Reports take the first entry as the base of every speed ratio.
 func Peers() []Peer {
 	return append(CalmPeers(), OtherPeers()...)
 }
 
+// HeapPeers returns Peers followed by calm's memory store under every
+// other algorithm that a peer in OtherPeers runs, in the order of their
+// first peer, so that BenchmarkHeap measures each peer and calm under the
+// same algorithm.
+func HeapPeers() []Peer {
+	peers := Peers()
+	have := make(map[string]bool)
+	for _, p := range peers {
+		have[p.Name] = true
+	}
+	for _, p := range OtherPeers() {
+		calm := CalmStorePeer(p.Algorithm)
+		if !have[calm.Name] {
+			have[calm.Name] = true
+			peers = append(peers, calm)
+		}
+	}
+	return peers
+}
+
+// PeerAlgorithm returns the Algorithm of the peer in HeapPeers named
+// name, and false when no peer has that name.
+func PeerAlgorithm(name string) (algorithm.Kind, bool) {
+	for _, p := range HeapPeers() {
+		if p.Name == name {
+			return p.Algorithm, true
+		}
+	}
+	return 0, false
+}
+
 // OtherPeers returns the adapters of the libraries calm is compared with.
+// The comment above each one says why its Algorithm is the closest of
+// calm's, from the library's source at the version in go.mod.
 func OtherPeers() []Peer {
 	return []Peer{
+		// rate.Limiter keeps a token count and the time of its last update,
+		// and adds tokens continuously up to the burst.
 		{Name: "xtime", Via: "golang.org/x/time/rate.Limiter per key in a map under a sync.Mutex",
-			New: newXTime},
-		{Name: "golimiter", Via: "sethvargo/go-limiter memorystore Store.Take", New: newGoLimiter},
-		{Name: "ulule", Via: "ulule/limiter/v3 Limiter.Get on the memory store", New: newUlule},
+			Algorithm: algorithm.TokenBucket, New: newXTime},
+		// memorystore refills a key's bucket only when a whole Interval,
+		// counted from the key's first request, has passed, and then to
+		// full whenever Interval in nanoseconds is at least Tokens². So it
+		// is a fixed window that starts at the first request, not a token
+		// bucket.
+		{Name: "golimiter", Via: "sethvargo/go-limiter memorystore Store.Take",
+			Algorithm: algorithm.FixedWindow, New: newGoLimiter},
+		// The memory store keeps a count and an expiry per key, sets the
+		// expiry to the first request plus Period and restarts the count
+		// once it passes: a fixed window that starts at the first request.
+		{Name: "ulule", Via: "ulule/limiter/v3 Limiter.Get on the memory store",
+			Algorithm: algorithm.FixedWindow, New: newUlule},
+		// GCRARateLimiterCtx stores one theoretical arrival time per key.
 		{Name: "throttled", Via: "throttled/v2 GCRARateLimiterCtx on memstore (no key cap)",
-			New: newThrottled},
+			Algorithm: algorithm.GCRA, New: newThrottled},
+		// The local counter counts each key in the current and previous
+		// aligned windows and weights the previous count by the part of it
+		// the sliding window still covers, as calm's sliding window does.
 		{Name: "httprate", Via: "go-chi/httprate RateLimiter.OnLimit, response headers off",
-			New: newHTTPRate},
+			Algorithm: algorithm.SlidingWindow, New: newHTTPRate},
 	}
 }
 

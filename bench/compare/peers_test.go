@@ -12,7 +12,7 @@ import (
 func TestPeersAllowThenDeny(t *testing.T) {
 	t.Parallel()
 	limit := Limit{Requests: 3, Window: time.Hour}
-	for _, p := range Peers() {
+	for _, p := range HeapPeers() {
 		t.Run(p.Name, func(t *testing.T) {
 			t.Parallel()
 			lim, err := p.New(limit)
@@ -44,7 +44,7 @@ func TestPeersAllowThenDeny(t *testing.T) {
 func TestPeerNamesUnique(t *testing.T) {
 	t.Parallel()
 	seen := make(map[string]bool)
-	for _, p := range Peers() {
+	for _, p := range HeapPeers() {
 		if seen[p.Name] {
 			t.Errorf("peer name %q appears twice", p.Name)
 		}
@@ -52,6 +52,36 @@ func TestPeerNamesUnique(t *testing.T) {
 	}
 	if got := Peers()[0].Name; got != "calm" {
 		t.Errorf("Peers()[0].Name = %q, want %q (reports use it as the base)", got, "calm")
+	}
+}
+
+// TestHeapPeersPairEveryPeer checks that BenchmarkHeap runs calm's memory
+// store under the algorithm of every peer, and that each calm store
+// adapter applies the algorithm its name says.
+func TestHeapPeersPairEveryPeer(t *testing.T) {
+	t.Parallel()
+	heap := make(map[string]Peer)
+	for _, p := range HeapPeers() {
+		heap[p.Name] = p
+	}
+	for _, p := range Peers() {
+		name := CalmStoreName(p.Algorithm)
+		calm, ok := heap[name]
+		if !ok {
+			t.Errorf("HeapPeers() has no %q to pair with %s (%s)", name, p.Name, p.Algorithm)
+			continue
+		}
+		if calm.Algorithm != p.Algorithm {
+			t.Errorf("%s.Algorithm = %s, want %s as for %s", name, calm.Algorithm, p.Algorithm,
+				p.Name)
+		}
+		got, ok := PeerAlgorithm(p.Name)
+		if !ok || got != p.Algorithm {
+			t.Errorf("PeerAlgorithm(%q) = %s, %t, want %s, true", p.Name, got, ok, p.Algorithm)
+		}
+	}
+	if _, ok := PeerAlgorithm("no-such-peer"); ok {
+		t.Errorf("PeerAlgorithm(%q) found a peer, want false", "no-such-peer")
 	}
 }
 
@@ -86,20 +116,32 @@ func TestOrderInRange(t *testing.T) {
 	}
 }
 
-// TestCompareScriptListsEveryPeer keeps the peer list of compare.sh, which
-// runs one peer at a time to interleave them, in step with Peers.
+// TestCompareScriptListsEveryPeer keeps the peer lists of compare.sh,
+// which runs one peer at a time to interleave them, in step with Peers
+// and HeapPeers.
 func TestCompareScriptListsEveryPeer(t *testing.T) {
 	t.Parallel()
 	script, err := os.ReadFile("../compare.sh")
 	if err != nil {
 		t.Fatalf("reading compare.sh: %v", err)
 	}
-	var names []string
+	var names, calmStores []string
 	for _, p := range Peers() {
 		names = append(names, p.Name)
 	}
-	want := "PEERS=${PEERS:-" + strings.Join(names, " ") + "}"
-	if !strings.Contains(string(script), want) {
-		t.Errorf("compare.sh does not contain %q; update its default peer list", want)
+	for _, p := range HeapPeers()[len(names):] {
+		calmStores = append(calmStores, p.Name)
+	}
+	tests := []struct {
+		name, want string
+	}{
+		{name: "PEERS", want: "PEERS=${PEERS:-" + strings.Join(names, " ") + "}"},
+		{name: "HEAP_PEERS", want: "HEAP_PEERS=${HEAP_PEERS:-$PEERS " +
+			strings.Join(calmStores, " ") + "}"},
+	}
+	for _, tt := range tests {
+		if !strings.Contains(string(script), tt.want) {
+			t.Errorf("compare.sh does not contain %q; update its default %s list", tt.want, tt.name)
+		}
 	}
 }
