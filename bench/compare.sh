@@ -9,10 +9,10 @@
 #   BENCHTIME   -benchtime of each speed benchmark (default 300ms)
 #   HEAP_COUNT  rounds of the 1M-key heap benchmark (default 3)
 #   PEERS       peers to run, first one is the base of every speed ratio
-#   HEAP_PEERS  peers of the heap benchmark (default PEERS followed by
-#               calm's memory store under each algorithm another peer
-#               runs); benchsummary compares each peer's heap per key
-#               with calm's under the peer's algorithm
+#   HEAP_PEERS  peers of the heap benchmark. The default is PEERS followed
+#               by calm's memory store under each algorithm another peer
+#               runs, because benchsummary compares each peer's heap per
+#               key with calm's under the peer's algorithm.
 set -euo pipefail
 
 cd "$(dirname "$0")"

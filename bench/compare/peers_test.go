@@ -57,7 +57,7 @@ func TestPeerNamesUnique(t *testing.T) {
 
 // TestHeapPeersPairEveryPeer checks that BenchmarkHeap runs calm's memory
 // store under the algorithm of every peer, and that each calm store
-// adapter applies the algorithm its name says.
+// adapter applies the algorithm in its name.
 func TestHeapPeersPairEveryPeer(t *testing.T) {
 	t.Parallel()
 	heap := make(map[string]Peer)

@@ -3,7 +3,14 @@
 // calm's median:
 //
 //	compare <case> <peer> ns_per_op=<n> allocs_per_op=<n> ratio_to_calm=<x>
-//	compare heap <peer> keys=<n> bytes_per_key=<n> ratio_to_calm=<x> new_key_denials=<n> lost_per_1000=<n>
+//	compare heap <peer> keys=<n> bytes_per_key=<n> ratio_to_calm=<x> calm_algorithm=<kind> new_key_denials=<n> lost_per_1000=<n>
+//
+// A speed ratio divides the peer's median by the median of the -base
+// peer. A heap ratio divides it by the median of calm's memory store
+// under the peer's own algorithm, named by calm_algorithm (see Peer.Algorithm
+// in package compare), so the heap of a sliding window counter is
+// compared with calm's sliding window. A peer that package compare does
+// not know, or whose calm run is missing, gets ratio_to_calm=n/a.
 //
 // new_key_denials counts new keys denied on their first request and
 // lost_per_1000 the sampled keys whose state the store no longer held
@@ -13,8 +20,9 @@
 // (peer bytes / calm bytes). Input is `go test -bench` output, from files
 // named as arguments or from standard input.
 //
-// With -markdown it prints the same medians as a Markdown table instead,
-// one row per case and one column per peer, for docs/BENCHMARKS.md.
+// With -markdown it prints the same medians as Markdown tables instead,
+// for docs/BENCHMARKS.md: one row per speed case with one column per peer,
+// then one row per peer of the heap case.
 //
 // Usage:
 //
@@ -32,11 +40,14 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/calm-limiter/calm/algorithm"
+	"github.com/calm-limiter/calm/bench/compare"
 	"golang.org/x/perf/benchfmt"
 )
 
 func main() {
-	base := flag.String("base", "calm", "peer whose medians are the denominator of every ratio")
+	base := flag.String("base", "calm",
+		"peer whose medians are the denominator of every speed ratio")
 	markdown := flag.Bool("markdown", false, "print a Markdown table instead of summary lines")
 	flag.Parse()
 
@@ -178,7 +189,7 @@ func (s *summary) write(w io.Writer, base string) error {
 			}
 			var line string
 			if keys, ok := s.keys[name]; ok {
-				line = heapLine(name, peer, keys, ser, baseSeries)
+				line = s.heapLine(name, peer, keys, ser)
 			} else {
 				line = speedLine(name, peer, ser, baseSeries)
 			}
@@ -200,14 +211,45 @@ func speedLine(name, peer string, ser, base *series) string {
 		name, peer, formatNumber(ns), formatNumber(median(ser.allocs)), ratio)
 }
 
-func heapLine(name, peer, keys string, ser, base *series) string {
-	bytes := median(ser.bytesPerKey)
-	ratio := "n/a"
-	if base != nil && len(base.bytesPerKey) > 0 {
-		ratio = strconv.FormatFloat(bytes/median(base.bytesPerKey), 'f', 2, 64)
+// heapPair is a peer's heap figure next to calm's under the same
+// algorithm.
+type heapPair struct {
+	bytes     float64
+	calmBytes float64 // NaN when calm's run under the algorithm is missing
+	algorithm string  // "n/a" for a peer that package compare does not know
+}
+
+// ratio returns bytes / calmBytes with two decimals, or "n/a".
+func (p heapPair) ratio() string {
+	if math.IsNaN(p.calmBytes) {
+		return "n/a"
 	}
-	line := fmt.Sprintf("compare %s %s keys=%s bytes_per_key=%s ratio_to_calm=%s",
-		name, peer, expandCount(keys), formatNumber(bytes), ratio)
+	return strconv.FormatFloat(p.bytes/p.calmBytes, 'f', 2, 64)
+}
+
+// pairHeap looks up the heap series of calm's memory store under the
+// algorithm of peer in case name.
+func (s *summary) pairHeap(name, peer string, ser *series) heapPair {
+	pair := heapPair{bytes: median(ser.bytesPerKey), calmBytes: math.NaN(), algorithm: "n/a"}
+	kind, ok := compare.PeerAlgorithm(peer)
+	if !ok {
+		return pair
+	}
+	pair.algorithm = kind.String()
+	if calm := s.calmSeries(name, kind); calm != nil && len(calm.bytesPerKey) > 0 {
+		pair.calmBytes = median(calm.bytesPerKey)
+	}
+	return pair
+}
+
+func (s *summary) calmSeries(name string, kind algorithm.Kind) *series {
+	return s.series[[2]string{name, compare.CalmStoreName(kind)}]
+}
+
+func (s *summary) heapLine(name, peer, keys string, ser *series) string {
+	pair := s.pairHeap(name, peer, ser)
+	line := fmt.Sprintf("compare %s %s keys=%s bytes_per_key=%s ratio_to_calm=%s calm_algorithm=%s",
+		name, peer, expandCount(keys), formatNumber(pair.bytes), pair.ratio(), pair.algorithm)
 	if len(ser.newKeyDenials) > 0 {
 		line += " new_key_denials=" + formatNumber(median(ser.newKeyDenials))
 	}
@@ -217,32 +259,21 @@ func heapLine(name, peer, keys string, ser, base *series) string {
 	return line
 }
 
-// writeMarkdown prints one table row per case with each peer's median
-// and, for peers other than base, its ratio to base.
+// writeMarkdown prints a table of the speed cases, then one of each heap
+// case.
 func (s *summary) writeMarkdown(w io.Writer, base string) error {
 	if len(s.series) == 0 {
 		return errNoResults
 	}
 	var b strings.Builder
-	b.WriteString("| case |")
-	for _, peer := range s.peers {
-		fmt.Fprintf(&b, " %s |", peer)
-	}
-	b.WriteString("\n|---|")
-	b.WriteString(strings.Repeat("---:|", len(s.peers)))
-	b.WriteString("\n")
+	s.writeSpeedTable(&b, base)
 	for _, name := range s.cases {
-		_, heap := s.keys[name]
-		label := name + ", ns/op"
-		if heap {
-			label = name + ", B/key (" + expandCount(s.keys[name]) + " keys)"
+		if keys, ok := s.keys[name]; ok {
+			if b.Len() > 0 {
+				b.WriteString("\n")
+			}
+			s.writeHeapTable(&b, name, keys)
 		}
-		fmt.Fprintf(&b, "| %s |", label)
-		baseSeries := s.series[[2]string{name, base}]
-		for _, peer := range s.peers {
-			fmt.Fprintf(&b, " %s |", markdownCell(s.series[[2]string{name, peer}], baseSeries, heap, peer == base))
-		}
-		b.WriteString("\n")
 	}
 	if _, err := io.WriteString(w, b.String()); err != nil {
 		return fmt.Errorf("writing summary: %w", err)
@@ -250,37 +281,85 @@ func (s *summary) writeMarkdown(w io.Writer, base string) error {
 	return nil
 }
 
-// markdownCell formats one median: "812 (1.53×), 3 allocs" for speed and
-// "37.8 (0.23×)" for heap cases, followed for heap by the new keys denied
-// and the sampled keys lost when there were any.
-func markdownCell(ser, base *series, heap, isBase bool) string {
+// writeSpeedTable prints one row per speed case and one column per peer
+// with speed results, each cell with the peer's median and, for peers
+// other than base, its ratio to base. It prints nothing without speed
+// results.
+func (s *summary) writeSpeedTable(b *strings.Builder, base string) {
+	var cases, peers []string
+	for _, name := range s.cases {
+		if _, heap := s.keys[name]; heap {
+			continue
+		}
+		cases = append(cases, name)
+		for _, peer := range s.peers {
+			if _, ok := s.series[[2]string{name, peer}]; ok && !slices.Contains(peers, peer) {
+				peers = append(peers, peer)
+			}
+		}
+	}
+	if len(cases) == 0 {
+		return
+	}
+
+	b.WriteString("| case |")
+	for _, peer := range peers {
+		fmt.Fprintf(b, " %s |", peer)
+	}
+	b.WriteString("\n|---|")
+	b.WriteString(strings.Repeat("---:|", len(peers)))
+	b.WriteString("\n")
+	for _, name := range cases {
+		fmt.Fprintf(b, "| %s, ns/op |", name)
+		baseSeries := s.series[[2]string{name, base}]
+		for _, peer := range peers {
+			fmt.Fprintf(b, " %s |", speedCell(s.series[[2]string{name, peer}], baseSeries, peer == base))
+		}
+		b.WriteString("\n")
+	}
+}
+
+// speedCell formats one median as "812 (1.53×), 3 allocs".
+func speedCell(ser, base *series, isBase bool) string {
 	if ser == nil {
 		return "–"
 	}
-	values, baseValues := ser.ns, []float64(nil)
-	if base != nil {
-		baseValues = base.ns
+	cell := formatNumber(median(ser.ns))
+	if !isBase && base != nil && len(base.ns) > 0 {
+		cell += fmt.Sprintf(" (%.2f×)", median(ser.ns)/median(base.ns))
 	}
-	if heap {
-		values = ser.bytesPerKey
-		if base != nil {
-			baseValues = base.bytesPerKey
+	return cell + ", " + formatNumber(median(ser.allocs)) + " allocs"
+}
+
+// writeHeapTable prints one row per peer of heap case name: its bytes per
+// key, calm's under the same algorithm, the ratio of the two, and the
+// peer's new keys denied and sampled keys lost.
+func (s *summary) writeHeapTable(b *strings.Builder, name, keys string) {
+	fmt.Fprintf(b, "| %s, %s keys | calm algorithm | B/key | calm B/key | ratio to calm |"+
+		" new keys denied | lost per 1000 |\n", name, expandCount(keys))
+	b.WriteString("|---|---|---:|---:|---:|---:|---:|\n")
+	for _, peer := range s.peers {
+		ser, ok := s.series[[2]string{name, peer}]
+		if !ok {
+			continue
 		}
+		pair := s.pairHeap(name, peer, ser)
+		calmBytes, ratio := "–", "–"
+		if !math.IsNaN(pair.calmBytes) {
+			calmBytes, ratio = formatNumber(pair.calmBytes), pair.ratio()+"×"
+		}
+		fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s | %s |\n", peer, pair.algorithm,
+			formatNumber(pair.bytes), calmBytes, ratio,
+			optionalNumber(ser.newKeyDenials), optionalNumber(ser.lostPer1000))
 	}
-	cell := formatNumber(median(values))
-	if !isBase && len(baseValues) > 0 {
-		cell += fmt.Sprintf(" (%.2f×)", median(values)/median(baseValues))
+}
+
+// optionalNumber formats the median of xs, or "–" when there is none.
+func optionalNumber(xs []float64) string {
+	if len(xs) == 0 {
+		return "–"
 	}
-	if !heap {
-		return cell + ", " + formatNumber(median(ser.allocs)) + " allocs"
-	}
-	if d := median(ser.newKeyDenials); d > 0 {
-		cell += ", " + formatNumber(d) + " new keys denied"
-	}
-	if l := median(ser.lostPer1000); l > 0 {
-		cell += ", " + formatNumber(l) + "/1000 lost"
-	}
-	return cell
+	return formatNumber(median(xs))
 }
 
 // expandCount writes counts such as "1M" and "100k" in full digits.
