@@ -37,9 +37,14 @@ const (
 // Every encoding is exact: decode(encode(s)) == s.
 //
 //	FixedWindow, SlidingWindow  A as a window number relative to the
-//	                            base's window (signed), B and C as counts
-//	GCRA, LeakyQueue,           A as µs relative to the base (signed),
+//	                            window before the base's, B and C as counts
+//	GCRA, LeakyQueue,           A as µs relative to the base,
 //	TokenBucket, LeakyBucket    B / unit (the TAT fraction)
+//
+// Every field is unsigned. A state the shard keeps has not expired, so its
+// window is at latest the one before the base's, and its TAT is not before
+// the base, which rebase only moves to the present (see rebase). A state
+// outside these bounds, after the clock stepped back, goes to the wide map.
 //
 // unit is gcd(Window, Quota): every TAT fraction the algorithms produce is
 // a multiple of it, because they only ever add multiples of Window and
@@ -56,10 +61,10 @@ type layout struct {
 	unit                int64
 
 	life int64 // a state expires at A + life (see expiry)
+	aOff int64 // added to A's field value before it is stored
 
-	aShl         uint   // 64 − aBits: shifts A's sign bit to bit 63
-	cShift       uint   // aBits + bBits
-	bMask, cMask uint64 // 2^bBits − 1, 2^cBits − 1
+	cShift              uint   // aBits + bBits
+	aMask, bMask, cMask uint64 // 2^aBits − 1, 2^bBits − 1, 2^cBits − 1
 }
 
 func newLayout(k algorithm.Kind, l algorithm.Limit) layout {
@@ -68,7 +73,10 @@ func newLayout(k algorithm.Kind, l algorithm.Limit) layout {
 	q, w, c := l.Quota, l.Window, l.Capacity()
 	switch k {
 	case algorithm.FixedWindow, algorithm.SlidingWindow:
-		lay.aBits = 1 + uint(bits.Len64(uint64(rebaseSpan/w+3)))
+		// Apply rebases once now is rebaseSpan past the base, so a state
+		// is written at most rebaseSpan/w+1 windows after the base's.
+		lay.aOff = 1
+		lay.aBits = uint(bits.Len64(uint64(rebaseSpan/w + 2)))
 		lay.bBits = uint(bits.Len64(uint64(q)))
 		if k == algorithm.SlidingWindow {
 			lay.cBits = lay.bBits
@@ -78,7 +86,7 @@ func newLayout(k algorithm.Kind, l algorithm.Limit) layout {
 		// refill time plus the longest wait, so within rebaseSpan plus
 		// that much of the base. The field keeps a window to spare.
 		reach := satAdd(satAdd(rebaseSpan, c*w/q+w), l.MaxWait)
-		lay.aBits = 1 + uint(bits.Len64(uint64(reach)))
+		lay.aBits = uint(bits.Len64(uint64(reach)))
 		lay.bBits = uint(bits.Len64(uint64(q/lay.unit - 1)))
 	default:
 		return lay
@@ -89,10 +97,22 @@ func newLayout(k algorithm.Kind, l algorithm.Limit) layout {
 	case total <= payloadBits+extBits:
 		lay.form = formExt
 	}
-	lay.aShl = 64 - lay.aBits
 	lay.cShift = lay.aBits + lay.bBits
-	lay.bMask, lay.cMask = 1<<lay.bBits-1, 1<<lay.cBits-1
+	lay.aMask, lay.bMask, lay.cMask = 1<<lay.aBits-1, 1<<lay.bBits-1, 1<<lay.cBits-1
 	return lay
+}
+
+// wordBits returns the number of payload bits the layout keeps in a slot's
+// word: its fields for formWord, payloadBits for formExt and 0 for
+// formWide, which keeps nothing in slots.
+func (lay *layout) wordBits() uint {
+	switch lay.form {
+	case formWord:
+		return lay.aBits + lay.bBits + lay.cBits
+	case formExt:
+		return payloadBits
+	}
+	return 0
 }
 
 // encode returns the compact form of s relative to base, or ok false when
@@ -127,14 +147,13 @@ func (lay *layout) encodeWord(s algorithm.State, base int64) (uint64, bool) {
 		}
 		a, b = d, s.B/lay.unit
 	}
-	// a must survive the round trip through aBits signed bits, and b and c
-	// through bBits and cBits unsigned ones. A negative b or c turns into a
-	// value above any mask.
-	aShl := lay.aShl & 63
-	if int64(uint64(a)<<aShl)>>aShl != a || uint64(b) > lay.bMask || uint64(c) > lay.cMask {
+	// Each field must fit its bits. A negative value turns into one above
+	// any mask.
+	a += lay.aOff
+	if uint64(a) > lay.aMask || uint64(b) > lay.bMask || uint64(c) > lay.cMask {
 		return 0, false
 	}
-	return uint64(a)<<aShl>>aShl | uint64(b)<<(lay.aBits&63) | uint64(c)<<(lay.cShift&63), true
+	return uint64(a) | uint64(b)<<(lay.aBits&63) | uint64(c)<<(lay.cShift&63), true
 }
 
 // encodePacked is encode through the packer, for formExt.
@@ -146,12 +165,12 @@ func (lay *layout) encodePacked(s algorithm.State, base int64) (p payload, ok bo
 		if s.A%w != 0 {
 			return p, false
 		}
-		ok = pk.putSigned(lay.aBits, s.A/w-floorDiv(base, w)) &&
+		ok = pk.putUnsigned(lay.aBits, s.A/w-floorDiv(base, w)+lay.aOff) &&
 			pk.putUnsigned(lay.bBits, s.B) && pk.putUnsigned(lay.cBits, s.C)
 	default:
 		d, noOverflow := sub(s.A, base)
 		ok = noOverflow && s.B%lay.unit == 0 && s.C == 0 &&
-			pk.putSigned(lay.aBits, d) && pk.putUnsigned(lay.bBits, s.B/lay.unit)
+			pk.putUnsigned(lay.aBits, d) && pk.putUnsigned(lay.bBits, s.B/lay.unit)
 	}
 	return pk.p, ok
 }
@@ -162,15 +181,14 @@ func (lay *layout) decode(p payload, base int64) algorithm.State {
 		return lay.decodeWord(p.lo, base)
 	}
 	pk := packer{p: p}
-	a, b, c := pk.getSigned(lay.aBits), pk.getUnsigned(lay.bBits), pk.getUnsigned(lay.cBits)
-	return lay.state(a, b, c, base)
+	a, b, c := pk.getUnsigned(lay.aBits), pk.getUnsigned(lay.bBits), pk.getUnsigned(lay.cBits)
+	return lay.state(a-lay.aOff, b, c, base)
 }
 
 // decodeWord is decode for formWord, from the slot word w; the bits above
 // the payload are ignored.
 func (lay *layout) decodeWord(w uint64, base int64) algorithm.State {
-	aShl := lay.aShl & 63
-	a := int64(w<<aShl) >> aShl
+	a := int64(w&lay.aMask) - lay.aOff
 	b := int64(w >> (lay.aBits & 63) & lay.bMask)
 	c := int64(w >> (lay.cShift & 63) & lay.cMask)
 	return lay.state(a, b, c, base)
@@ -252,22 +270,7 @@ func (pk *packer) putUnsigned(n uint, v int64) bool {
 	return true
 }
 
-// putSigned writes v in n bits, two's complement, and reports whether
-// −2^(n−1) ≤ v < 2^(n−1).
-func (pk *packer) putSigned(n uint, v int64) bool {
-	if n == 0 || n > 63 || v < -(1<<(n-1)) || v >= 1<<(n-1) {
-		return false
-	}
-	pk.put(n, uint64(v)&(1<<n-1))
-	return true
-}
-
 func (pk *packer) getUnsigned(n uint) int64 { return int64(pk.get(n)) }
-
-func (pk *packer) getSigned(n uint) int64 {
-	v := pk.get(n)
-	return int64(v<<(64-n)) >> (64 - n)
-}
 
 func gcd(a, b int64) int64 {
 	for b != 0 {

@@ -88,11 +88,10 @@ func TestLayoutRoundTripExact(t *testing.T) {
 		{"sliding empty current", sw, l, state{A: testBase, B: 0, C: 55}},
 		{"gcra at base", gcra, l, state{A: testBase}},
 		{"gcra far ahead", gcra, l, state{A: testBase + rebaseSpan + minute}},
-		{"gcra before base", gcra, l, state{A: testBase - 12345}},
 		{"gcra fraction", gcra, odd, state{A: testBase + 999, B: 6}},
 		{"queue fraction", lq, odd, state{A: testBase + 8_000_000, B: 3}},
 		{"token bucket empty", tb, l, state{A: testBase + minute}},
-		{"token bucket full before base", tb, l, state{A: testBase - minute + 1}},
+		{"token bucket full at base", tb, l, state{A: testBase}},
 		{"leaky bucket fraction", lb, odd, state{A: testBase + 17, B: 6}},
 	}
 	for _, tc := range tests {
@@ -107,6 +106,27 @@ func TestLayoutRoundTripExact(t *testing.T) {
 				t.Fatalf("decode(encode(%+v)) = %+v", tc.state, got)
 			}
 		})
+	}
+}
+
+// TestLayoutRejectsStatesBeforeBase checks that a bucket state whose time
+// lies before the base does not encode. The store writes such states only
+// after its clock stepped back behind the base, and keeps them in the wide
+// map unchanged.
+func TestLayoutRejectsStatesBeforeBase(t *testing.T) {
+	t.Parallel()
+	l := algorithm.Limit{Quota: 100, Window: time.Minute.Microseconds()}
+	for _, kind := range []algorithm.Kind{gcra, tb, lb, lq} {
+		lay := newLayout(kind, l)
+		s := state{A: testBase - 1}
+		if _, ok := lay.encode(s, testBase); ok {
+			t.Errorf("%s: encode(%+v) at base %d ok = true, want false", kind, s, testBase)
+		}
+	}
+	lay := newLayout(sw, l)
+	s := state{A: testBase - 2*time.Minute.Microseconds(), B: 1}
+	if _, ok := lay.encode(s, testBase); ok {
+		t.Errorf("%s: encode(%+v) at base %d ok = true, want false", sw, s, testBase)
 	}
 }
 

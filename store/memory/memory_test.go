@@ -423,8 +423,8 @@ func checkInvariants(t testing.TB, s *Store) {
 		sh := &s.shards[i]
 		sh.mu.Lock()
 		occupied := len(sh.wide)
-		for pos, w := range sh.words {
-			if w != 0 {
+		for pos := range sh.words.n {
+			if sh.words.get(pos) != 0 {
 				occupied++
 				checkSlotHash(t, sh, i, pos)
 			}
@@ -459,7 +459,7 @@ func checkSlotHash(t testing.TB, sh *shard, shardIndex, pos int) {
 	h := sh.hashes[pos]
 	b1, b2 := sh.buckets(h)
 	b := uint64(pos / bucketSlots)
-	if sh.words[pos]>>(tagShift+idxBits) != fingerprint(h) || (b != b1 && b != b2) {
+	if sh.words.get(pos)>>(tagShift+idxBits) != fingerprint(h) || (b != b1 && b != b2) {
 		t.Fatalf("shard %d: slot %d in bucket %d holds hash %#x of buckets %d and %d",
 			shardIndex, pos, b, h, b1, b2)
 	}

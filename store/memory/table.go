@@ -7,9 +7,10 @@ import (
 	"github.com/calm-limiter/calm/algorithm"
 )
 
-// A shard's table is a flat array of 64-bit slot words in buckets of
-// bucketSlots. A key may live in either of two buckets chosen from its
-// hash. A word is
+// A shard's table is an array of slots in buckets of bucketSlots. A key
+// may live in either of two buckets chosen from its hash. The slots are
+// packed as narrow as the shard's layouts allow (see slots); code outside
+// slots sees each one as a 64-bit word:
 //
 //	bits 46–63  fingerprint: 18 bits of the key's hash, never 0
 //	bits 40–45  layout index in the store's registry, 1 to maxLayouts
@@ -128,11 +129,12 @@ const startKeys = 256
 // The table grows by levels: at level j it is sized for room =
 // ⌈cap/2^j⌉ keys, at level 0 for cap. Below level 0, hashes keeps the
 // 64-bit hash of the key in each slot, so that growing can place every key
-// in the larger table. The 16 bytes per slot of level 1 take as much as
-// the 8 of level 0, which has no hashes.
+// in the larger table. Level 1 takes at most 8 + 8 bytes per slot, for
+// half the slots of level 0: never more than level 0 would take with
+// 64-bit slots. A narrow level 0 takes less.
 type shard struct {
 	mu     sync.Mutex
-	words  []uint64             // nil until the first insert
+	words  slots                // unallocated until the first insert
 	ext    []uint32             // nil until the first formExt insert
 	hashes []uint64             // by slot, below level 0; nil at level 0
 	nb     uint64               // buckets in words
@@ -171,11 +173,14 @@ func bucketsFor(keys int) uint64 {
 	return uint64((slots + bucketSlots - 1) / bucketSlots)
 }
 
-// allocate makes the arrays of a table of sh.nb buckets: words, hashes
-// below level 0, and ext when withExt is true.
+// allocate makes the arrays of a table of at least sh.nb buckets: words,
+// hashes below level 0, and ext when withExt is true. The words take whole
+// pages of the Go heap, as every large allocation does, and the table
+// takes as many more buckets as that leaves room for.
 func (sh *shard) allocate(withExt bool) {
+	sh.nb = fillPages(sh.nb, sh.words.width)
 	n := sh.nb * bucketSlots
-	sh.words = make([]uint64, n)
+	sh.words = sh.words.alloc(int(n))
 	sh.hashes, sh.ext = nil, nil
 	if sh.level > 0 {
 		sh.hashes = make([]uint64, n)
@@ -183,6 +188,25 @@ func (sh *shard) allocate(withExt bool) {
 	if withExt {
 		sh.ext = make([]uint32, n)
 	}
+}
+
+// The Go heap gives an allocation above largeAlloc bytes whole pages of
+// heapPage bytes. Both sizes have been these since Go 1.0.
+const (
+	heapPage   = 8192
+	largeAlloc = 32 << 10
+)
+
+// fillPages returns the number of buckets of slots width bits wide, at
+// least nb, that fill the pages the words of nb buckets take. A bucket of
+// bucketSlots (8) slots takes width bytes, and the words 8 bytes more.
+func fillPages(nb uint64, width uint) uint64 {
+	bytes := nb*uint64(width) + 8
+	if bytes <= largeAlloc {
+		return nb
+	}
+	pages := (bytes + heapPage - 1) / heapPage
+	return (pages*heapPage - 8) / uint64(width)
 }
 
 // grow moves the table one level up: it allocates the larger table and
@@ -198,7 +222,8 @@ func (sh *shard) grow(layouts []layout) {
 	sh.room = roomAt(sh.cap, sh.level)
 	sh.nb = bucketsFor(sh.room)
 	sh.allocate(ext != nil)
-	for from, w := range words {
+	for from := range words.n {
+		w := words.raw(from)
 		if w == 0 {
 			continue
 		}
@@ -211,7 +236,7 @@ func (sh *shard) grow(layouts []layout) {
 			to = sh.victim(b1, b2, layouts)
 			sh.count--
 		}
-		sh.words[to] = w
+		sh.words.setRaw(to, w)
 		if ext != nil {
 			sh.ext[to] = ext[from]
 		}
@@ -242,7 +267,7 @@ func (sh *shard) buckets(h uint64) (uint64, uint64) {
 // A key has one slot whichever rule wrote it last, and the slot's layout
 // index names the encoding of its payload.
 func (sh *shard) find(b1, b2, fp uint64) int {
-	if sh.words == nil {
+	if !sh.words.allocated() {
 		return -1
 	}
 	if i := sh.scan(b1, fp); i >= 0 {
@@ -253,11 +278,10 @@ func (sh *shard) find(b1, b2, fp uint64) int {
 
 // scan returns the slot with fingerprint fp in bucket b, or -1.
 func (sh *shard) scan(b, fp uint64) int {
-	// One bounds check for the bucket, none per slot.
-	slots := (*[bucketSlots]uint64)(sh.words[b*bucketSlots:])
-	for i, w := range slots {
-		if w>>(tagShift+idxBits) == fp {
-			return int(b)*bucketSlots + i
+	first := int(b) * bucketSlots
+	for pos := first; pos < first+bucketSlots; pos++ {
+		if sh.words.fp(pos) == fp {
+			return pos
 		}
 	}
 	return -1
@@ -269,7 +293,7 @@ func slotLayout(w uint64) uint8 {
 }
 
 func (sh *shard) payloadAt(pos int) payload {
-	p := payload{lo: sh.words[pos] & payloadMask}
+	p := payload{lo: sh.words.get(pos) & payloadMask}
 	if sh.ext != nil {
 		p.hi = sh.ext[pos]
 	}
@@ -279,7 +303,7 @@ func (sh *shard) payloadAt(pos int) payload {
 // write stores payload p in slot pos for the key with fingerprint fp under
 // layout index idx.
 func (sh *shard) write(pos int, fp uint64, idx uint8, p payload) {
-	sh.words[pos] = (fp<<idxBits|uint64(idx))<<tagShift | p.lo
+	sh.words.set(pos, (fp<<idxBits|uint64(idx))<<tagShift|p.lo)
 	if sh.ext != nil {
 		sh.ext[pos] = p.hi
 	}
@@ -288,7 +312,7 @@ func (sh *shard) write(pos int, fp uint64, idx uint8, p payload) {
 // slotState returns the state in the occupied slot pos, the kind that
 // wrote it and its expiry.
 func (sh *shard) slotState(pos int, layouts []layout) (algorithm.State, algorithm.Kind, int64) {
-	lay := &layouts[(sh.words[pos]>>tagShift)&idxMask-1]
+	lay := &layouts[slotLayout(sh.words.get(pos))-1]
 	s := lay.decode(sh.payloadAt(pos), sh.base)
 	return s, lay.kind, expiry(lay.kind, lay.limit.Window, s)
 }
@@ -344,13 +368,16 @@ func (sh *shard) saveAt(pos int, h uint64, idx uint8, lay *layout, k algorithm.K
 	b1, b2 := sh.buckets(h)
 	if lay != nil {
 		if p, ok := lay.encode(s, sh.base); ok {
+			if !sh.words.fits(idx, lay.wordBits()) {
+				sh.words = sh.words.widen(idx, lay.wordBits())
+			}
 			sh.saveCompact(pos, b1, b2, h, idx, p, lay.form == formExt, layouts)
 			return
 		}
 	}
 
 	if pos >= 0 {
-		sh.words[pos] = 0
+		sh.words.set(pos, 0)
 		sh.count--
 	}
 	if _, ok := sh.wide[h]; !ok {
@@ -367,7 +394,7 @@ func (sh *shard) saveAt(pos int, h uint64, idx uint8, lay *layout, k algorithm.K
 // The caller holds sh.mu.
 func (sh *shard) saveCompact(pos int, b1, b2, h uint64, idx uint8, p payload, useExt bool,
 	layouts []layout) {
-	if sh.words == nil {
+	if !sh.words.allocated() {
 		sh.allocate(useExt)
 	} else if useExt && sh.ext == nil {
 		sh.ext = make([]uint32, sh.nb*bucketSlots)
@@ -398,7 +425,7 @@ func (sh *shard) saveCompact(pos int, b1, b2, h uint64, idx uint8, p payload, us
 	}
 	if pos < 0 {
 		pos = sh.victim(b1, b2, layouts)
-		sh.words[pos] = 0
+		sh.words.set(pos, 0)
 		sh.count--
 	}
 	sh.write(pos, fp, idx, p)
@@ -424,10 +451,10 @@ func (sh *shard) freeSlot(b1, b2 uint64) int {
 // emptySlots returns the number of empty slots in bucket b and the first.
 func (sh *shard) emptySlots(b uint64) (int, int) {
 	n, first := 0, -1
-	for i, w := range sh.words[b*bucketSlots : (b+1)*bucketSlots] {
-		if w == 0 {
+	for pos := int(b) * bucketSlots; pos < int(b+1)*bucketSlots; pos++ {
+		if sh.words.fp(pos) == 0 {
 			if n == 0 {
-				first = int(b)*bucketSlots + i
+				first = pos
 			}
 			n++
 		}
@@ -441,7 +468,7 @@ func (sh *shard) victim(b1, b2 uint64, layouts []layout) int {
 	best, bestExpiry := -1, int64(0)
 	for _, b := range [2]uint64{b1, b2} {
 		for pos := int(b) * bucketSlots; pos < int(b+1)*bucketSlots; pos++ {
-			if sh.words[pos] == 0 {
+			if sh.words.fp(pos) == 0 {
 				continue
 			}
 			if _, _, e := sh.slotState(pos, layouts); best < 0 || e < bestExpiry {
@@ -456,13 +483,13 @@ func (sh *shard) victim(b1, b2 uint64, layouts []layout) int {
 // buckets b1 and b2, else the first found in the buckets after them, else
 // a key of the wide map. The caller holds sh.mu and sh.count > 0.
 func (sh *shard) evict(b1, b2 uint64, layouts []layout) {
-	if sh.words != nil {
+	if sh.words.allocated() {
 		pos := sh.victim(b1, b2, layouts)
 		for b := (b1 + 1) % sh.nb; pos < 0 && b != b1; b = (b + 1) % sh.nb {
 			pos = sh.victim(b, b, layouts)
 		}
 		if pos >= 0 {
-			sh.words[pos] = 0
+			sh.words.set(pos, 0)
 			sh.count--
 			return
 		}
@@ -494,11 +521,11 @@ func (sh *shard) sweepWide(now int64) int {
 func (sh *shard) sweepSlots(now int64, layouts []layout, from, to int) int {
 	dropped := 0
 	for pos := from; pos < to; pos++ {
-		if sh.words[pos] == 0 {
+		if sh.words.fp(pos) == 0 {
 			continue
 		}
 		if _, _, e := sh.slotState(pos, layouts); e <= now {
-			sh.words[pos] = 0
+			sh.words.set(pos, 0)
 			sh.count--
 			dropped++
 		}
@@ -520,14 +547,15 @@ func (sh *shard) sweepSlots(now int64, layouts []layout, from, to int) int {
 func (sh *shard) rebase(now int64, layouts []layout) int {
 	dropped := sh.sweepWide(now)
 	newBase := max(sh.base, now)
-	for pos, w := range sh.words {
+	for pos := range sh.words.n {
+		w := sh.words.get(pos)
 		if w == 0 {
 			continue
 		}
-		lay := &layouts[(w>>tagShift)&idxMask-1]
+		lay := &layouts[slotLayout(w)-1]
 		s := lay.decode(sh.payloadAt(pos), sh.base)
 		if expiry(lay.kind, lay.limit.Window, s) <= now {
-			sh.words[pos] = 0
+			sh.words.set(pos, 0)
 			sh.count--
 			dropped++
 			continue
@@ -537,7 +565,7 @@ func (sh *shard) rebase(now int64, layouts []layout) int {
 		}
 		p, ok := lay.encode(s, newBase)
 		if !ok {
-			sh.words[pos] = 0
+			sh.words.set(pos, 0)
 			sh.count--
 			dropped++
 			continue
