@@ -27,9 +27,9 @@
 //
 // A shard's table starts small and doubles as its keys fill it, up to the
 // size its share of MaxKeys needs. Until it reaches that size it also keeps
-// each key's 64-bit hash, which growing needs to place the key again; the
-// smaller table with hashes never takes more bytes than a full table of
-// 64-bit slots. So a store holding far fewer keys than MaxKeys keeps them
+// the 32 bits of each key's hash that choose its buckets, which growing
+// needs to place the key again. The table one step below full size, with
+// those bits, takes at most 6 bytes per slot of the full table. So a store holding far fewer keys than MaxKeys keeps them
 // close together, in few cache lines.
 //
 // # Fingerprint collisions

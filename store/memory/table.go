@@ -128,15 +128,14 @@ const startKeys = 256
 //
 // The table grows by levels: at level j it is sized for room =
 // ⌈cap/2^j⌉ keys, at level 0 for cap. Below level 0, hashes keeps the
-// 64-bit hash of the key in each slot, so that growing can place every key
-// in the larger table. Level 1 takes at most 8 + 8 bytes per slot, for
-// half the slots of level 0: never more than level 0 would take with
-// 64-bit slots. A narrow level 0 takes less.
+// low 32 bits of the key's hash in each slot, the bits that choose its
+// buckets, so that growing can place every key in the larger table. Level
+// 1 takes at most 8 + 4 bytes per slot, for half the slots of level 0.
 type shard struct {
 	mu     sync.Mutex
 	words  slots                // unallocated until the first insert
 	ext    []uint32             // nil until the first formExt insert
-	hashes []uint64             // by slot, below level 0; nil at level 0
+	hashes []uint32             // by slot, below level 0; nil at level 0
 	nb     uint64               // buckets in words
 	count  int                  // keys in words and wide
 	cap    int                  // maximum number of keys in the shard
@@ -183,7 +182,7 @@ func (sh *shard) allocate(withExt bool) {
 	sh.words = sh.words.alloc(int(n))
 	sh.hashes, sh.ext = nil, nil
 	if sh.level > 0 {
-		sh.hashes = make([]uint64, n)
+		sh.hashes = make([]uint32, n)
 	}
 	if withExt {
 		sh.ext = make([]uint32, n)
@@ -228,7 +227,7 @@ func (sh *shard) grow(layouts []layout) {
 			continue
 		}
 		h := hashes[from]
-		b1, b2 := sh.buckets(h)
+		b1, b2 := sh.bucketsOf(h)
 		to := sh.freeSlot(b1, b2)
 		if to < 0 {
 			// Both buckets full in a table about half full: practically
@@ -258,8 +257,16 @@ func fingerprint(h uint64) uint64 {
 // buckets returns the two buckets of the key with hash h. They may be
 // equal.
 func (sh *shard) buckets(h uint64) (uint64, uint64) {
-	b1 := uint64(uint32(h)) * sh.nb >> 32
-	b2 := (h * 0x9e3779b97f4a7c15 >> 32) * sh.nb >> 32
+	return sh.bucketsOf(uint32(h))
+}
+
+// bucketsOf returns the two buckets of the keys whose hash has the low 32
+// bits x: the top bits of x, and those of x times an odd constant (2^32
+// over the golden ratio), which scatters the keys of one first bucket
+// over the table.
+func (sh *shard) bucketsOf(x uint32) (uint64, uint64) {
+	b1 := uint64(x) * sh.nb >> 32
+	b2 := uint64(x*0x9e3779b9) * sh.nb >> 32
 	return b1, b2
 }
 
@@ -430,7 +437,7 @@ func (sh *shard) saveCompact(pos int, b1, b2, h uint64, idx uint8, p payload, us
 	}
 	sh.write(pos, fp, idx, p)
 	if sh.hashes != nil {
-		sh.hashes[pos] = h
+		sh.hashes[pos] = uint32(h)
 	}
 	sh.count++
 }
