@@ -37,53 +37,53 @@ func (r *referenceStore) apply(checks []store.Check, shards []int, now, cost int
 		}
 	}
 
+	// next holds the states the checks so far changed. A check reads the
+	// state the last of them left on its key, fresh when another algorithm
+	// wrote it, or the stored one when none changed the key.
 	next := make(map[string]refEntry)
-	changed := make(map[string]bool)
 	allowed := true
 	for i, c := range checks {
 		e, ok := next[c.Key]
-		// Like the store, write a key named once only when its state
-		// changes, so that the rule that wrote it stays the same.
-		changed[c.Key] = ok
 		if !ok {
-			// A state past the expiry of the rule that wrote it reads as
-			// the zero State, even under another limit, and so does a
-			// state another algorithm wrote.
-			e, ok = r.states[c.Key]
-			if ok && (e.kind != c.Algorithm || expiry(e.kind, e.limit.Window, e.state) <= now) {
-				e = refEntry{}
-			}
+			e = r.load(c, now)
+		} else if e.kind != c.Algorithm {
+			e = refEntry{}
 		}
 		var d algorithm.Decision
 		before := e.state
 		e.state, d = algorithm.Decide(c.Algorithm, e.state, now, c.Limit, cost)
-		changed[c.Key] = changed[c.Key] || e.state != before
-		e.kind, e.limit, e.shard = c.Algorithm, c.Limit, shards[i]
-		next[c.Key] = e
+		if e.state != before {
+			e.kind, e.limit, e.shard = c.Algorithm, c.Limit, shards[i]
+			next[c.Key] = e
+		}
 		out[i] = d
 		allowed = allowed && d.Allowed
 	}
 	if allowed {
 		for k, e := range next {
-			if changed[k] {
-				r.states[k] = e
-			}
+			r.states[k] = e
 		}
-	} else {
-		// Nothing is charged: the checks that allowed report their budgets
-		// as a request of cost 0 would get them before this request.
-		for i, c := range checks {
-			if !out[i].Allowed {
-				continue
-			}
-			e, ok := r.states[c.Key]
-			if ok && (e.kind != c.Algorithm || expiry(e.kind, e.limit.Window, e.state) <= now) {
-				e = refEntry{}
-			}
-			_, out[i] = algorithm.Decide(c.Algorithm, e.state, now, c.Limit, 0)
+		return true
+	}
+	// Nothing is charged: the checks that allowed report their budgets as
+	// a request of cost 0 would get them before this request.
+	for i, c := range checks {
+		if out[i].Allowed {
+			_, out[i] = algorithm.Decide(c.Algorithm, r.load(c, now).state, now, c.Limit, 0)
 		}
 	}
-	return allowed
+	return false
+}
+
+// load returns the stored entry of c's key as c reads it at now: the zero
+// entry when another algorithm wrote it or it has expired under the rule
+// that wrote it, even when c's limit differs.
+func (r *referenceStore) load(c store.Check, now int64) refEntry {
+	e, ok := r.states[c.Key]
+	if !ok || e.kind != c.Algorithm || expiry(e.kind, e.limit.Window, e.state) <= now {
+		return refEntry{}
+	}
+	return e
 }
 
 // sweep forgets the states of shard i that expired at now and, as the
@@ -115,6 +115,12 @@ func TestApplyMatchesReference(t *testing.T) {
 		{Quota: 5, Window: time.Minute.Microseconds(), Delay: 2, MaxWait: 30 * time.Second.Microseconds()},
 		// Needs the ext array under every kind but a fixed window.
 		{Quota: 999_983, Window: time.Second.Microseconds()},
+		// Slots of very different widths on the same keys: 22 bits for a
+		// sliding window of 1/hour, 56 for GCRA at 1/day, and 58 with ext
+		// for 2^20/minute. So shards widen while they hold keys.
+		{Quota: 1, Window: time.Hour.Microseconds()},
+		{Quota: 1, Window: 24 * time.Hour.Microseconds()},
+		{Quota: 1 << 20, Window: time.Minute.Microseconds()},
 	}
 	tables := []struct {
 		name      string
@@ -129,14 +135,23 @@ func TestApplyMatchesReference(t *testing.T) {
 		for _, kind := range benchKinds {
 			t.Run(tc.name+"/"+kind.String(), func(t *testing.T) {
 				t.Parallel()
-				runReferenceTrace(t, kind, limits, uint64(kind), tc.firstKeys)
+				kinds := []algorithm.Kind{kind}
+				runReferenceTrace(t, kinds, limits, uint64(kind), tc.firstKeys)
 			})
 		}
+		// Every algorithm on the same keys: each check replaces the state
+		// of another algorithm, in slots of another layout.
+		t.Run(tc.name+"/mixed", func(t *testing.T) {
+			t.Parallel()
+			runReferenceTrace(t, benchKinds, limits, 100, tc.firstKeys)
+		})
 	}
 }
 
-func runReferenceTrace(t *testing.T, kind algorithm.Kind, limits []algorithm.Limit, seed uint64,
-	firstKeys int) {
+// runReferenceTrace runs a trace whose checks take a kind from kinds and a
+// limit from limits at random.
+func runReferenceTrace(t *testing.T, kinds []algorithm.Kind, limits []algorithm.Limit,
+	seed uint64, firstKeys int) {
 	r := rand.New(rand.NewPCG(seed, 42))
 	clk := newTestClock()
 	// Room for every key of the trace, so that nothing is evicted.
@@ -146,7 +161,8 @@ func runReferenceTrace(t *testing.T, kind algorithm.Kind, limits []algorithm.Lim
 		ref.base[i] = s.shards[i].base
 	}
 	steps := []time.Duration{0, time.Microsecond, 337 * time.Microsecond, 40 * time.Millisecond,
-		time.Second, 13 * time.Second, time.Minute, 3 * time.Minute, time.Hour}
+		time.Second, 13 * time.Second, time.Minute, 3 * time.Minute, time.Hour,
+		rebaseSpan*time.Microsecond + time.Microsecond}
 	out, want := make([]algorithm.Decision, 3), make([]algorithm.Decision, 3)
 	for i := range 20000 {
 		step := steps[r.IntN(len(steps))]
@@ -166,7 +182,7 @@ func runReferenceTrace(t *testing.T, kind algorithm.Kind, limits []algorithm.Lim
 			l := r.IntN(len(limits))
 			checks[j] = store.Check{
 				Key:       fmt.Sprintf("client%d:rule%d", r.IntN(20), l%3),
-				Algorithm: kind,
+				Algorithm: kinds[r.IntN(len(kinds))],
 				Limit:     limits[l],
 			}
 		}
@@ -189,8 +205,8 @@ func runReferenceTrace(t *testing.T, kind algorithm.Kind, limits []algorithm.Lim
 		}
 		for j := range checks {
 			if out[j] != want[j] {
-				t.Fatalf("step %d at %d: decision %d for %s = %+v, want %+v",
-					i, now, j, checks[j].Key, out[j], want[j])
+				t.Fatalf("step %d at %d: decision %d for %s = %+v, want %+v\nchecks %+v, cost %d",
+					i, now, j, checks[j].Key, out[j], want[j], checks, cost)
 			}
 		}
 	}

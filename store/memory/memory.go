@@ -404,14 +404,8 @@ func (s *Store) decideLocked(checks []store.Check, refs []ref, now, cost int64,
 	states, loaded := stateBuf[:0], loadedBuf[:0]
 	allowed := true
 	for i := range checks {
-		c, r := &checks[i], &refs[i]
-		var st algorithm.State
-		if r.same >= 0 {
-			// A request that names one key twice is charged twice, in order.
-			st = states[r.same]
-		} else {
-			st = s.shards[r.shard].load(r.hash, c.Algorithm, now, layouts)
-		}
+		c := &checks[i]
+		st := s.stateBefore(checks, refs, states, loaded, i, now, layouts)
 		next, d := algorithm.Decide(c.Algorithm, st, now, c.Limit, cost)
 		out[i] = d
 		loaded = append(loaded, st)
@@ -419,35 +413,59 @@ func (s *Store) decideLocked(checks []store.Check, refs []ref, now, cost int64,
 		allowed = allowed && d.Allowed
 	}
 	if !allowed {
-		reportUncharged(checks, refs, loaded, now, out)
+		s.reportUncharged(checks, refs, loaded, now, out, layouts)
 		return false
 	}
 
 	for i := range checks {
-		c, r := &checks[i], &refs[i]
-		if r.same < 0 && states[i] == loaded[i] {
+		if states[i] == loaded[i] {
 			continue // a request of cost 0 changes nothing
 		}
+		c, r := &checks[i], &refs[i]
 		s.shards[r.shard].save(r.hash, r.idx, r.lay, c.Algorithm, c.Limit, states[i], layouts)
 	}
 	return true
 }
 
+// stateBefore returns the state that check i reads: the new state of the
+// last earlier check that changed the same key, or the stored state when
+// none did. So a request that names one key twice is charged twice, in
+// order. A state another algorithm wrote reads as the zero State, as in
+// load and in the Redis store. states and loaded contain the new and the
+// read states of checks[:i].
+func (s *Store) stateBefore(checks []store.Check, refs []ref, states, loaded []algorithm.State,
+	i int, now int64, layouts []layout) algorithm.State {
+	c, r := &checks[i], &refs[i]
+	j := r.same
+	for j >= 0 && states[j] == loaded[j] {
+		j = refs[j].same
+	}
+	switch {
+	case j < 0:
+		return s.shards[r.shard].load(r.hash, c.Algorithm, now, layouts)
+	case checks[j].Algorithm == c.Algorithm:
+		return states[j]
+	}
+	return algorithm.State{}
+}
+
 // reportUncharged rewrites the decisions of the checks that allowed a request
 // that another check denied: nothing was charged, so each reports its
-// budget as a request of cost 0 would get it, from the state before the request.
-func reportUncharged(checks []store.Check, refs []ref, loaded []algorithm.State, now int64,
-	out []algorithm.Decision) {
+// budget as a request of cost 0 would get it, from the state before the
+// request. A check that names the key of an earlier check reads the stored
+// state again, because the earlier check read it for its own algorithm.
+func (s *Store) reportUncharged(checks []store.Check, refs []ref, loaded []algorithm.State,
+	now int64, out []algorithm.Decision, layouts []layout) {
 	for i := range checks {
 		if !out[i].Allowed {
 			continue
 		}
-		first := i
-		for refs[first].same >= 0 {
-			first = refs[first].same
+		c, r := &checks[i], &refs[i]
+		st := loaded[i]
+		if r.same >= 0 {
+			st = s.shards[r.shard].load(r.hash, c.Algorithm, now, layouts)
 		}
-		c := &checks[i]
-		_, out[i] = algorithm.Decide(c.Algorithm, loaded[first], now, c.Limit, 0)
+		_, out[i] = algorithm.Decide(c.Algorithm, st, now, c.Limit, 0)
 	}
 }
 

@@ -568,3 +568,73 @@ func TestDeniedRequestReportsUnchargedBudgets(t *testing.T) {
 		}
 	}
 }
+
+// TestApplySameKeyUnderTwoAlgorithms names one key under two algorithms in
+// one request, and expects what the Redis store does. A check reads the
+// state that the earlier checks of the request leave on the key, which is
+// fresh for it when another algorithm wrote it. A request that changes
+// nothing writes nothing. A denied request reports the budget of each
+// check that allowed as a request of cost 0 on that check alone gets it.
+func TestApplySameKeyUnderTwoAlgorithms(t *testing.T) {
+	t.Parallel()
+	clk := newTestClock()
+	s := newTestStore(t, clk, 0, maxShards)
+	hour := time.Hour.Microseconds()
+	window := store.Check{Key: "k", Algorithm: algorithm.SlidingWindow,
+		Limit: algorithm.Limit{Quota: 1000, Window: hour}}
+	bucket := store.Check{Key: "k", Algorithm: algorithm.TokenBucket,
+		Limit: algorithm.Limit{Quota: 1, Window: hour}}
+	gcra := store.Check{Key: "k", Algorithm: algorithm.GCRA,
+		Limit: algorithm.Limit{Quota: 10, Window: hour}}
+	applyCost := func(checks []store.Check, cost int64) (bool, []algorithm.Decision) {
+		t.Helper()
+		out := make([]algorithm.Decision, len(checks))
+		ok, err := s.Apply(context.Background(), checks, cost, out)
+		if err != nil {
+			t.Fatalf("Apply(%+v, cost %d) error: %v", checks, cost, err)
+		}
+		return ok, out
+	}
+	budget := func(c store.Check) algorithm.Decision {
+		t.Helper()
+		_, out := applyCost([]store.Check{c}, 0)
+		return out[0]
+	}
+
+	applyCost([]store.Check{window}, 1)
+	before := budget(window)
+	if before.Remaining != 999 {
+		t.Fatalf("sliding window budget after one request = %+v, want remaining 999", before)
+	}
+
+	// Nothing changes at cost 0, so nothing may be written: the sliding
+	// window state stays.
+	applyCost([]store.Check{window, gcra}, 0)
+	if got := budget(window); got != before {
+		t.Fatalf("sliding window budget after a cost-0 request with GCRA = %+v, want %+v",
+			got, before)
+	}
+
+	// The bucket denies cost 2, above its capacity, so the sliding window
+	// check reports its budget without the request.
+	ok, out := applyCost([]store.Check{bucket, window}, 2)
+	if ok || out[0].Allowed {
+		t.Fatalf("Apply(bucket, window; cost 2) = %v, %+v; want the bucket to deny", ok, out)
+	}
+	if out[1] != before {
+		t.Errorf("sliding window decision of a denied request = %+v, want the cost-0 view %+v",
+			out[1], before)
+	}
+
+	// GCRA charges first and leaves its state on the key, which the
+	// sliding window then reads as fresh.
+	clk.Advance(time.Second)
+	now := clk.Now().UnixMicro()
+	_, wantWindow := algorithm.Decide(window.Algorithm, algorithm.State{}, now, window.Limit, 1)
+	_, wantGCRA := algorithm.Decide(gcra.Algorithm, algorithm.State{}, now, gcra.Limit, 1)
+	ok, out = applyCost([]store.Check{gcra, window}, 1)
+	if !ok || out[0] != wantGCRA || out[1] != wantWindow {
+		t.Errorf("Apply(gcra, window) = %v, %+v; want true, [%+v %+v]",
+			ok, out, wantGCRA, wantWindow)
+	}
+}
