@@ -19,8 +19,8 @@ import (
 //
 // The widths grow with the layouts a shard meets: idxW names every layout
 // index the shard holds (no bits while it holds one layout) and payW holds
-// the widest payload among them. A store of one rule of 1/hour takes 23
-// bits per slot under the sliding window counter and 52 under GCRA.
+// the widest payload among them. A store of one rule of 1/hour takes 22
+// bits per slot under the sliding window counter and 51 under GCRA.
 //
 // get and set speak in the table's word form, which keeps fields apart
 // whatever the widths: the fingerprint from bit tagShift+idxBits up, the
