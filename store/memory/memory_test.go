@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -636,5 +637,28 @@ func TestApplySameKeyUnderTwoAlgorithms(t *testing.T) {
 	if !ok || out[0] != wantGCRA || out[1] != wantWindow {
 		t.Errorf("Apply(gcra, window) = %v, %+v; want true, [%+v %+v]",
 			ok, out, wantGCRA, wantWindow)
+	}
+}
+
+// TestFingerprintVariesWithinShard checks that every fingerprint bit
+// varies among the keys of one shard of a store with the most shards. A
+// bit that also chose the shard would be the same for all of them, and
+// fingerprint collisions within the shard would be twice as likely.
+func TestFingerprintVariesWithinShard(t *testing.T) {
+	t.Parallel()
+	s := newStore(Config{MaxKeys: maxShards * shardKeys * 2}, maxShards, startKeys)
+	t.Cleanup(func() { s.Close() })
+	if len(s.shards) != maxShards {
+		t.Fatalf("shards = %d, want %d", len(s.shards), maxShards)
+	}
+	// A hash whose top shardBits bits are 0 falls in shard 0.
+	r := rand.New(rand.NewPCG(3, 4))
+	first := fingerprint(r.Uint64() >> s.shardBits)
+	var varying uint64
+	for range 2000 {
+		varying |= fingerprint(r.Uint64()>>s.shardBits) ^ first
+	}
+	if varying != fpMask {
+		t.Errorf("fingerprint bits that vary within shard 0 = %#x, want %#x", varying, uint64(fpMask))
 	}
 }
