@@ -61,7 +61,12 @@ type shardModel struct {
 	rules   []modelRule
 	keys    []uint64 // hashes, every one with its own fingerprint
 	entries map[uint64]modelEntry
-	now     int64
+	// evicting is set when the shard holds fewer keys than the trace
+	// uses, so that it must evict some.
+	evicting bool
+	// clockEvery is the mean number of steps between clock moves.
+	clockEvery int
+	now        int64
 }
 
 // TestShardMatchesModel saves states of many rules, mixed on each key, to
@@ -79,24 +84,40 @@ func TestShardMatchesModel(t *testing.T) {
 	for seed := range uint64(2) {
 		t.Run(fmt.Sprintf("seed %d", seed), func(t *testing.T) {
 			t.Parallel()
-			newShardModel(t, seed, 2500).run(50_000)
+			newShardModel(t, seed, 2500, 5000).run(50_000)
 		})
 	}
 }
 
-func newShardModel(t *testing.T, seed uint64, keys int) *shardModel {
+// TestShardEvictingMatchesModel is TestShardMatchesModel for a shard of
+// 300 keys under a trace of 2500: keys are evicted all along, from the
+// slots and from the wide map. A key the shard still holds must keep its
+// exact state, and a save must never evict the key it saves.
+func TestShardEvictingMatchesModel(t *testing.T) {
+	t.Parallel()
+	m := newShardModel(t, 7, 2500, 300)
+	// A clock that moves rarely keeps states alive, so the shard fills.
+	m.clockEvery = 100
+	m.run(30_000)
+}
+
+// newShardModel returns a model of a shard of maxKeys keys and a trace on
+// the given number of keys.
+func newShardModel(t *testing.T, seed uint64, keys, maxKeys int) *shardModel {
 	clk := newTestClock()
-	s := newStore(Config{MaxKeys: 2 * keys, Clock: clk.Now, CleanupInterval: 24 * time.Hour},
+	s := newStore(Config{MaxKeys: maxKeys, Clock: clk.Now, CleanupInterval: 24 * time.Hour},
 		1, 2)
 	t.Cleanup(func() { s.Close() })
 	m := &shardModel{
-		t:       t,
-		r:       rand.New(rand.NewPCG(seed, 99)),
-		s:       s,
-		sh:      &s.shards[0],
-		rules:   modelRules(),
-		entries: make(map[uint64]modelEntry),
-		now:     clk.Now().UnixMicro(),
+		t:          t,
+		r:          rand.New(rand.NewPCG(seed, 99)),
+		s:          s,
+		sh:         &s.shards[0],
+		rules:      modelRules(),
+		entries:    make(map[uint64]modelEntry),
+		now:        clk.Now().UnixMicro(),
+		evicting:   maxKeys < keys,
+		clockEvery: 3,
 	}
 	seen := make(map[uint64]bool)
 	for len(m.keys) < keys {
@@ -144,7 +165,7 @@ func (m *shardModel) stepClock() {
 	steps := []int64{0, 0, 1, 999, time.Second.Microseconds(), time.Minute.Microseconds(),
 		17 * time.Minute.Microseconds(), rebaseSpan / 2, rebaseSpan + 1,
 		time.Hour.Microseconds(), 24 * time.Hour.Microseconds()}
-	if m.r.IntN(3) != 0 {
+	if m.r.IntN(m.clockEvery) != 0 {
 		return
 	}
 	d := steps[m.r.IntN(len(steps))]
@@ -153,6 +174,7 @@ func (m *shardModel) stepClock() {
 	}
 	m.now += d
 	if m.now-m.sh.base >= rebaseSpan {
+		m.forgetEvicted()
 		m.drop("rebase", m.sh.rebase(m.now, m.s.registry.snapshot()))
 	}
 }
@@ -160,6 +182,7 @@ func (m *shardModel) stepClock() {
 // sweep runs what the sweeper runs on the shard.
 func (m *shardModel) sweep(step int) {
 	sh, layouts := m.sh, m.s.registry.snapshot()
+	m.forgetEvicted()
 	if m.now-sh.base >= rebaseSpan/2 {
 		m.drop(fmt.Sprintf("step %d: sweeper rebase", step), sh.rebase(m.now, layouts))
 		return
@@ -170,7 +193,8 @@ func (m *shardModel) sweep(step int) {
 }
 
 // drop forgets the states expired at now and fails the test unless the
-// shard dropped as many.
+// shard dropped as many. The caller forgets evicted keys before the shard
+// drops any.
 func (m *shardModel) drop(event string, dropped int) {
 	m.t.Helper()
 	want := 0
@@ -193,6 +217,9 @@ func (m *shardModel) save(step int, h uint64, i int) {
 		m.t.Fatalf("lookup(%s %+v) error: %v", rule.kind, rule.limit, err)
 	}
 	layouts := m.s.registry.snapshot()
+	if m.evicting && !m.holds(h) {
+		delete(m.entries, h)
+	}
 	got := m.sh.load(h, rule.kind, m.now, layouts)
 	if want := m.load(h, rule.kind); got != want {
 		m.t.Fatalf("step %d at %d: load(%#x, %s) = %+v, want %+v (width %d, level %d)",
@@ -208,10 +235,36 @@ func (m *shardModel) save(step int, h uint64, i int) {
 		}
 	}
 	m.sh.save(h, idx, lay, rule.kind, rule.limit, next, layouts)
+	if !m.holds(h) || m.sh.count > m.sh.cap {
+		m.t.Fatalf("step %d: after save(%#x): held = %v, count %d of capacity %d",
+			step, h, m.holds(h), m.sh.count, m.sh.cap)
+	}
 	m.entries[h] = modelEntry{
 		state:  next,
 		kind:   rule.kind,
 		expiry: expiry(rule.kind, rule.limit.Window, next),
+	}
+}
+
+// holds reports whether the shard holds key h, in a slot or in the wide
+// map. The keys' fingerprints differ, so no other key's slot matches.
+func (m *shardModel) holds(h uint64) bool {
+	if _, ok := m.sh.wide[h]; ok {
+		return true
+	}
+	return m.sh.locate(h) >= 0
+}
+
+// forgetEvicted drops from the model the keys that a shard smaller than
+// the trace evicted.
+func (m *shardModel) forgetEvicted() {
+	if !m.evicting {
+		return
+	}
+	for h := range m.entries {
+		if !m.holds(h) {
+			delete(m.entries, h)
+		}
 	}
 }
 
@@ -257,6 +310,7 @@ func (m *shardModel) randomState(rule *modelRule) algorithm.State {
 // checkAll compares the state of every key the model holds, and the
 // shard's count, with the model.
 func (m *shardModel) checkAll(step int) {
+	m.forgetEvicted()
 	layouts := m.s.registry.snapshot()
 	for h, e := range m.entries {
 		got := m.sh.load(h, e.kind, m.now, layouts)
