@@ -427,3 +427,69 @@ func checkPackerAgrees(t *testing.T, lay *layout, s algorithm.State, base int64,
 		}
 	}
 }
+
+// TestApplyAcrossClockStepsStaysExact charges one key through clock steps
+// back behind the shard's base, forward past rebases and back again, with
+// a sweep before each request, under rules whose slots differ in width.
+// After a step back, states before the base no longer fit their unsigned
+// fields and go to the wide map. After a step forward they return to a
+// slot. Every decision must equal Decide's on the exact state.
+func TestApplyAcrossClockStepsStaysExact(t *testing.T) {
+	t.Parallel()
+	minute, hour := time.Minute.Microseconds(), time.Hour.Microseconds()
+	limits := []algorithm.Limit{
+		{Quota: 1, Window: hour},
+		{Quota: 3, Window: 24 * hour},
+		{Quota: 100, Window: minute},
+		{Quota: 1 << 20, Window: minute},
+	}
+	span := rebaseSpan * time.Microsecond
+	// A step of cost 0 sweeps and reads without writing. So after span/2
+	// at cost 0 the sweeper has moved the base past the state, which
+	// expired, and the request after -span/3 writes a state from before
+	// the base.
+	steps := []struct {
+		by   time.Duration
+		cost int64
+	}{
+		{0, 1}, {-2 * span, 2}, {time.Millisecond, 3}, {-time.Minute, 1}, {span / 2, 2},
+		{3 * span, 3}, {-time.Hour, 1}, {time.Hour + time.Millisecond, 2}, {span + 1, 3},
+		{span / 2, 0}, {-span / 3, 1}, {time.Minute, 2}, {-20 * time.Minute, 3},
+		{25 * time.Hour, 0}, {-span - 1, 1}, {time.Second, 2}, {time.Hour, 3},
+	}
+	for _, kind := range benchKinds {
+		for _, l := range limits {
+			t.Run(fmt.Sprintf("%s/%d per %ds", kind, l.Quota, l.Window/1e6), func(t *testing.T) {
+				t.Parallel()
+				clk := newTestClock()
+				s := newTestStore(t, clk, 100, 1)
+				c := store.Check{Key: "k", Algorithm: kind, Limit: l}
+				var st algorithm.State
+				out := make([]algorithm.Decision, 1)
+				for round := range 3 {
+					for i, step := range steps {
+						clk.Advance(step.by)
+						now := clk.Now().UnixMicro()
+						s.sweep()
+						if expiry(kind, l.Window, st) <= now {
+							st = algorithm.State{} // the sweep dropped it
+						}
+						cost := step.cost
+						next, want := algorithm.Decide(kind, st, now, l, cost)
+						if _, err := s.Apply(context.Background(), []store.Check{c}, cost, out); err != nil {
+							t.Fatalf("round %d step %d: Apply error: %v", round, i, err)
+						}
+						if out[0] != want {
+							t.Fatalf("round %d step %d (%s) at %d, cost %d: decision %+v, want %+v",
+								round, i, step.by, now, cost, out[0], want)
+						}
+						if want.Allowed {
+							st = next
+						}
+					}
+				}
+				checkInvariants(t, s)
+			})
+		}
+	}
+}
