@@ -247,8 +247,8 @@ func (sh *shard) grow(layouts []layout) {
 
 // fingerprint returns the fingerprint of the key with hash h, never 0:
 // bits 32 to 49 of the hash. The shard takes up to the top 12 bits (for
-// maxShards) and the first bucket the low 32, so every fingerprint bit
-// varies among the keys of one shard and of one first bucket.
+// maxShards) and both buckets the low 32, so every fingerprint bit varies
+// among the keys of one shard and of one bucket.
 func fingerprint(h uint64) uint64 {
 	if fp := (h >> 32) & (1<<fpBits - 1); fp != 0 {
 		return fp
