@@ -48,7 +48,7 @@ done
 for round in $(seq "$HEAP_COUNT"); do
 	for peer in $HEAP_PEERS; do
 		"$out/compare.test" -test.run '^$' -test.benchtime 1x \
-			-test.bench "^BenchmarkHeap\$/^keys=/^peer=$peer\$" >>"$heap"
+			-test.bench "^BenchmarkHeap\$/^keys=/^rule=/^peer=$peer\$" >>"$heap"
 	done
 	echo "heap round $round of $HEAP_COUNT done" >&2
 done

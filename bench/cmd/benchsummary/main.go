@@ -3,8 +3,10 @@
 // calm's median:
 //
 //	compare <case> <peer> ns_per_op=<n> allocs_per_op=<n> ratio_to_calm=<x>
-//	compare heap <peer> keys=<n> bytes_per_key=<n> ratio_to_calm=<x> calm_algorithm=<kind> new_key_denials=<n> lost_per_1000=<n>
+//	compare heap-<rule> <peer> keys=<n> bytes_per_key=<n> ratio_to_calm=<x> calm_algorithm=<kind> new_key_denials=<n> lost_per_1000=<n>
 //
+// where <rule> is the rule= part of the heap benchmark's name, such as
+// 1-per-hour; a heap benchmark without one is the case heap.
 // A speed ratio divides the peer's median by the median of the -base
 // peer. A heap ratio divides it by the median of calm's memory store
 // under the peer's own algorithm, named by calm_algorithm (see Peer.Algorithm
@@ -128,6 +130,9 @@ func (s *summary) add(res *benchfmt.Result) {
 	name := settings["case"]
 	if keys, ok := settings["keys"]; ok && name == "" {
 		name = "heap"
+		if rule := settings["rule"]; rule != "" {
+			name += "-" + rule
+		}
 		s.keys[name] = keys
 	}
 	if peer == "" || name == "" {

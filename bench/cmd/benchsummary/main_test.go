@@ -159,3 +159,30 @@ func TestSummaryMarkdownHeapOnly(t *testing.T) {
 		t.Errorf("writeMarkdown printed\n%s\nwant\n%s", out.String(), want)
 	}
 }
+
+func TestSummaryHeapRulesAreCases(t *testing.T) {
+	t.Parallel()
+	s := newSummary()
+	input := "BenchmarkHeap/keys=1M/rule=1-per-hour/peer=httprate-2 \t 1 \t 9 ns/op \t 37.8 B/key\n" +
+		"BenchmarkHeap/keys=1M/rule=1-per-hour/peer=calm-sliding_window-2 \t 1 \t 9 ns/op \t 3.2 B/key\n" +
+		"BenchmarkHeap/keys=1M/rule=100-per-minute/peer=httprate-2 \t 1 \t 9 ns/op \t 37.8 B/key\n" +
+		"BenchmarkHeap/keys=1M/rule=100-per-minute/peer=calm-sliding_window-2 \t 1 \t 9 ns/op \t 5.8 B/key\n"
+	if err := s.read(strings.NewReader(input), "input"); err != nil {
+		t.Fatalf("read error: %v", err)
+	}
+	var out strings.Builder
+	if err := s.write(&out, "calm"); err != nil {
+		t.Fatalf("write error: %v", err)
+	}
+	want := "compare heap-1-per-hour httprate keys=1000000 bytes_per_key=37.8 ratio_to_calm=11.81 " +
+		"calm_algorithm=sliding_window\n" +
+		"compare heap-1-per-hour calm-sliding_window keys=1000000 bytes_per_key=3.2 " +
+		"ratio_to_calm=1.00 calm_algorithm=sliding_window\n" +
+		"compare heap-100-per-minute httprate keys=1000000 bytes_per_key=37.8 ratio_to_calm=6.52 " +
+		"calm_algorithm=sliding_window\n" +
+		"compare heap-100-per-minute calm-sliding_window keys=1000000 bytes_per_key=5.8 " +
+		"ratio_to_calm=1.00 calm_algorithm=sliding_window\n"
+	if out.String() != want {
+		t.Errorf("write printed\n%s\nwant\n%s", out.String(), want)
+	}
+}
