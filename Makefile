@@ -37,7 +37,7 @@ bench-compare:
 .PHONY: bench-memory
 
 # bench-memory prints the Go heap per key that the memory store takes for
-# 1,000,000 distinct keys, one line per algorithm (about 30 s on 2 cores):
+# 1,000,000 distinct keys, one line per algorithm (about 5 s on 2 cores):
 #   memory <algorithm> keys=1000000 bytes_per_key=<n>
 bench-memory:
 	@out=$$($(GO) test -count=1 -run '^TestMemoryPerKey$$' -v ./store/memory -memory.report) || \
