@@ -60,6 +60,15 @@ type Check struct {
 	// Burst overrides the bucket capacity for bucket algorithms; 0 means
 	// the rule's request count.
 	Burst int64
+	// Delay applies to the leaky queue only: the number of units beyond
+	// the rate that pass without waiting, as nginx limit_req's delay=.
+	// Zero delays every unit beyond the rate.
+	Delay int64
+	// MaxWait applies to the leaky queue only: a request that would wait
+	// longer is denied with algorithm.ReasonQueueFull and charged nothing.
+	// Zero means that only the queue's capacity bounds the wait. A positive
+	// MaxWait below 1µs counts as 1µs, the resolution of the algorithms.
+	MaxWait time.Duration
 }
 
 // Quota is the state of one rule after a request, for headers that list
@@ -202,7 +211,7 @@ func (l *Limiter) Allow(ctx context.Context, checks []Check, cost int64) (Result
 		}
 		for _, r := range c.Rules {
 			lim := r.limit()
-			lim.Burst = c.Burst
+			lim.Burst, lim.Delay, lim.MaxWait = c.Burst, c.Delay, maxWaitMicros(c.MaxWait)
 			sc.checks = append(sc.checks, store.Check{
 				Key:       l.key(c, client, r),
 				Algorithm: kind,
@@ -350,6 +359,21 @@ func policyName(p string) string {
 }
 
 func micros(us int64) time.Duration { return time.Duration(us) * time.Microsecond }
+
+// maxWaitMicros converts Check.MaxWait to the microseconds of
+// algorithm.Limit.MaxWait, rounding toward zero but never to zero, because
+// zero there means no bound. A negative value stays negative, so that the
+// store rejects it as an invalid limit.
+func maxWaitMicros(d time.Duration) int64 {
+	us := d.Microseconds()
+	switch {
+	case us == 0 && d > 0:
+		return 1
+	case us == 0 && d < 0:
+		return -1
+	}
+	return us
+}
 
 func cmp(v, fallback string) string {
 	if v == "" {
