@@ -13,6 +13,17 @@
 // Limiter.SlowDown delays requests over the limit instead of rejecting
 // them, up to a maximum delay.
 //
+// # Leaky queue
+//
+// A rule under the leaky_queue algorithm admits a request with a wait, its
+// turn in the queue. Middleware, the handlers of a Route and SlowDown hold
+// the request for that wait before they call the next handler, so that
+// requests reach it at the rule's rate, as nginx limit_req with burst
+// does. A request that would wait longer than its bound (the route's max
+// wait, else Config.MaxWait) is denied at once with reason queue_full and
+// charged nothing. Limiter.StopWaiting responds to the held requests when
+// the server shuts down.
+//
 // # Responses and headers
 //
 // A denied request gets status 420 (or Config.StatusCode, such as 429) and
@@ -193,6 +204,26 @@ type Config struct {
 	// QuietViolations turns off the line per denied request.
 	QuietViolations bool
 
+	// MaxWait bounds how long a request that a leaky-queue rule admits
+	// waits for its turn, for rules without a max wait of their own
+	// (policy.Route.MaxWait): a request that would wait longer is denied
+	// with reason queue_full and charged nothing. Middleware, the handlers
+	// of a Route and SlowDown hold an admitted request for its wait
+	// (calm.Result.Wait) before they call the next handler; Check leaves
+	// the wait to the caller. Default: DefaultMaxWait.
+	MaxWait time.Duration
+
+	// MaxWaiting bounds how many requests Middleware and the handlers of
+	// Routes hold at the same time. Beyond it, a request that would have
+	// to wait is denied as queue_full and charged nothing. Default:
+	// DefaultMaxWaiting.
+	MaxWaiting int
+
+	// After returns a channel that receives once d has passed; requests
+	// are held with it. Default: time.After. Tests replace it so that
+	// nothing sleeps.
+	After func(d time.Duration) <-chan time.Time
+
 	// MaxViolationLogs bounds the lines per second about denied requests
 	// and invalid costs, so that an attack cannot flood the log. Lines over the bound are
 	// counted and reported in one line when logging resumes. Zero means
@@ -254,6 +285,14 @@ type Limiter struct {
 	storeDown     atomic.Bool
 	storeFailures atomic.Int64
 	routeSeq      atomic.Int64
+
+	// maxWait is Config.MaxWait with its default; holder holds the
+	// requests of Middleware and Routes.
+	maxWait      time.Duration
+	holder       *holder
+	heldRequests atomic.Int64  // requests that the holders of l hold
+	stop         chan struct{} // closed by StopWaiting
+	stopOnce     sync.Once
 }
 
 // New validates cfg and returns a Limiter. The error names the setting,
@@ -283,7 +322,13 @@ func New(cfg Config) (*Limiter, error) {
 		quiet:        cfg.QuietViolations,
 		logGate:      newLogGate(cfg.MaxViolationLogs, time.Now),
 		maxEndpoints: int64(cfg.MaxEndpoints),
+		maxWait:      cfg.MaxWait,
+		stop:         make(chan struct{}),
 	}
+	if l.maxWait == 0 {
+		l.maxWait = DefaultMaxWait
+	}
+	l.holder = newHolder(l, cfg.MaxWaiting, cfg.After)
 	if l.keyFunc == nil {
 		l.keyFunc = PeerIP
 	}
@@ -320,6 +365,12 @@ func validate(cfg Config) error {
 	case cfg.MaxEndpoints < 0:
 		return fmt.Errorf("httplimit: invalid MaxEndpoints %d: use a positive number, or 0 for %d",
 			cfg.MaxEndpoints, defaultMaxEndpoints)
+	case cfg.MaxWait < 0:
+		return fmt.Errorf("httplimit: invalid MaxWait %s: use a positive duration such as 5s, "+
+			"or 0 for %s", cfg.MaxWait, DefaultMaxWait)
+	case cfg.MaxWaiting < 0:
+		return fmt.Errorf("httplimit: invalid MaxWaiting %d: use a positive number, or 0 for %d",
+			cfg.MaxWaiting, DefaultMaxWaiting)
 	}
 	return nil
 }

@@ -40,6 +40,11 @@ func (l *Limiter) Middleware(next http.Handler) http.Handler {
 // store fails, Check returns an error that wraps ErrStore, with Allowed set
 // as Config.FailClosed chooses. When the cost function fails, Check returns
 // an error that wraps ErrInvalidCost and a denied Result.
+//
+// A request that a leaky queue admits has a positive Result.Wait, at most
+// Config.MaxWait or the route's max wait: serve it only after that wait,
+// or it reaches the handler before its turn and the queue's rate no longer
+// holds.
 func (l *Limiter) Check(r *http.Request) (calm.Result, error) {
 	return l.check(r, l.match(r))
 }
@@ -101,20 +106,23 @@ func (l *Limiter) serve(w http.ResponseWriter, r *http.Request, next http.Handle
 		next.ServeHTTP(w, r)
 		return
 	}
-	res, client, err := l.apply(w, r, m)
+	q := queueBound{holder: l.holder}
+	res, client, err := l.apply(w, r, m, &q)
 	if err != nil {
+		q.release()
 		if !l.respondError(w, r, m, res, err) {
 			next.ServeHTTP(w, r)
 		}
 		return
 	}
-	l.WriteHeaders(w, res)
 	if !res.Allowed {
+		q.release()
+		l.WriteHeaders(w, res)
 		l.logViolation(m.Endpoint, client, res)
 		l.writeDenied(w, res)
 		return
 	}
-	next.ServeHTTP(w, r)
+	l.pass(w, r, next, res, &q)
 }
 
 // respondError responds to a failed check. It returns false when the request
@@ -148,7 +156,7 @@ func (l *Limiter) check(r *http.Request, m policy.Match) (calm.Result, error) {
 	if !m.Limited {
 		return calm.Result{Allowed: true}, nil
 	}
-	res, client, err := l.apply(nil, r, m)
+	res, client, err := l.apply(nil, r, m, &queueBound{})
 	if err != nil && errors.Is(err, ErrStore) {
 		res.Allowed = l.failOpen
 	}
@@ -167,10 +175,13 @@ type checkBuffer struct {
 
 var checkBuffers = sync.Pool{New: func() any { return new(checkBuffer) }}
 
-// apply identifies the client, computes the cost and calls the limiter. It
-// returns the client key for the violation log. w, which may be nil, goes
-// to Config.Defense.
-func (l *Limiter) apply(w http.ResponseWriter, r *http.Request, m policy.Match) (calm.Result, string, error) {
+// apply identifies the client, computes the cost and calls the limiter,
+// with the wait in leaky queues bounded by q (see boundQueue). It returns
+// the client key for the violation log. w, which may be nil, goes to
+// Config.Defense. The caller releases q.
+func (l *Limiter) apply(
+	w http.ResponseWriter, r *http.Request, m policy.Match, q *queueBound,
+) (calm.Result, string, error) {
 	client := l.clientKey(r)
 	cost := m.Cost
 	if m.CostFunc != nil {
@@ -201,6 +212,7 @@ func (l *Limiter) apply(w http.ResponseWriter, r *http.Request, m policy.Match) 
 		}
 	}
 
+	l.boundQueue(checks, q)
 	res, err := l.limiter.Allow(r.Context(), checks, cost)
 	if err != nil {
 		l.noteStoreFailure(r.Context(), err)

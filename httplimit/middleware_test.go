@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/calm-limiter/calm/policy"
 )
@@ -296,6 +297,8 @@ func TestNewInvalidConfig(t *testing.T) {
 		{"status", Config{Limiter: f.calm, StatusCode: 500}, "StatusCode 500"},
 		{"headers", Config{Limiter: f.calm, Headers: 9}, "Headers 9"},
 		{"max endpoints", Config{Limiter: f.calm, MaxEndpoints: -1}, "MaxEndpoints -1"},
+		{"max wait", Config{Limiter: f.calm, MaxWait: -time.Second}, "MaxWait -1s"},
+		{"max waiting", Config{Limiter: f.calm, MaxWaiting: -1}, "MaxWaiting -1"},
 		{"policy", Config{Limiter: f.calm, Policy: policy.Config{DefaultLimits: []string{"1/eon"}}}, `"1/eon"`},
 	}
 	for _, tt := range tests {

@@ -1,21 +1,16 @@
 package httplimit
 
 import (
-	"context"
 	"fmt"
 	"net/http"
-	"sync/atomic"
 	"time"
 
 	"github.com/calm-limiter/calm"
 	"github.com/calm-limiter/calm/algorithm"
 )
 
-// Defaults of SlowDownConfig.
-const (
-	DefaultMaxDelay   = 5 * time.Second
-	DefaultMaxWaiting = 1024
-)
+// DefaultMaxDelay is the default of SlowDownConfig.MaxDelay.
+const DefaultMaxDelay = 5 * time.Second
 
 // maxSlowDownAttempts bounds how often one request is checked again after
 // waiting, so that clients racing for a returning budget cannot keep one
@@ -27,12 +22,14 @@ const maxSlowDownAttempts = 8
 type SlowDownConfig struct {
 	// MaxDelay is the longest a request waits in total. A request that
 	// would have to wait longer is denied at once, as the middleware
-	// denies it. Default: DefaultMaxDelay.
+	// denies it, and charged nothing. It also bounds the wait in a leaky
+	// queue, in place of Config.MaxWait or a route's longer max wait.
+	// Default: DefaultMaxDelay.
 	MaxDelay time.Duration
 
 	// MaxWaiting bounds how many requests wait at the same time; over the
-	// bound, requests over the limit are denied at once. Default:
-	// DefaultMaxWaiting.
+	// bound, requests that would have to wait are denied at once.
+	// Default: DefaultMaxWaiting.
 	MaxWaiting int
 
 	// After returns a channel that receives once d has passed. Default:
@@ -43,13 +40,16 @@ type SlowDownConfig struct {
 // SlowDown returns a middleware that delays requests over the limit
 // instead of rejecting them. It applies the policy as Middleware does.
 //
-// An allowed request that a leaky queue admits with a wait
-// (calm.Result.Wait) is held for that wait. A denied request whose budget
-// returns within MaxDelay waits for it (calm.Result.RetryAfter) and is
-// checked again; nothing is charged while it waits. A request whose client
-// goes away stops waiting and gets no response. A request that cannot pass
-// within MaxDelay is denied with the usual response. As with Middleware, a
-// request that Config.Mux routes to a handler made by Limit is left to it.
+// A request that a leaky queue admits is held for its turn
+// (calm.Result.Wait), as Middleware holds it. One that would wait longer
+// than MaxDelay in the queue is denied at once with reason queue_full. A
+// denied request whose budget returns within MaxDelay waits for it
+// (calm.Result.RetryAfter) and is checked again. Nothing is charged while
+// it waits. A request whose
+// client goes away stops waiting and gets no response. A request that
+// cannot pass within MaxDelay is denied with the usual response. As with
+// Middleware, a request that Config.Mux routes to a handler made by Limit
+// is left to it.
 func (l *Limiter) SlowDown(cfg SlowDownConfig) (func(http.Handler) http.Handler, error) {
 	if cfg.MaxDelay < 0 {
 		return nil, fmt.Errorf("httplimit: invalid MaxDelay %s: use a positive duration such as 5s, or 0 for %s",
@@ -59,15 +59,9 @@ func (l *Limiter) SlowDown(cfg SlowDownConfig) (func(http.Handler) http.Handler,
 		return nil, fmt.Errorf("httplimit: invalid MaxWaiting %d: use a positive number, or 0 for %d",
 			cfg.MaxWaiting, DefaultMaxWaiting)
 	}
-	s := &slowDown{l: l, maxDelay: cfg.MaxDelay, maxWaiting: int64(cfg.MaxWaiting), after: cfg.After}
+	s := &slowDown{l: l, maxDelay: cfg.MaxDelay, holder: newHolder(l, cfg.MaxWaiting, cfg.After)}
 	if s.maxDelay == 0 {
 		s.maxDelay = DefaultMaxDelay
-	}
-	if s.maxWaiting == 0 {
-		s.maxWaiting = DefaultMaxWaiting
-	}
-	if s.after == nil {
-		s.after = time.After
 	}
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -77,11 +71,9 @@ func (l *Limiter) SlowDown(cfg SlowDownConfig) (func(http.Handler) http.Handler,
 }
 
 type slowDown struct {
-	l          *Limiter
-	maxDelay   time.Duration
-	maxWaiting int64
-	waiting    atomic.Int64
-	after      func(time.Duration) <-chan time.Time
+	l        *Limiter
+	maxDelay time.Duration
+	holder   *holder
 }
 
 func (s *slowDown) serve(w http.ResponseWriter, r *http.Request, next http.Handler) {
@@ -97,32 +89,41 @@ func (s *slowDown) serve(w http.ResponseWriter, r *http.Request, next http.Handl
 	}
 	var waited time.Duration
 	for attempt := 1; ; attempt++ {
-		res, client, err := s.l.apply(w, r, m)
+		q := queueBound{holder: s.holder, limit: s.maxDelay}
+		if waited > 0 {
+			// NOTE: after a wait for its budget, a request passes a queue
+			// only when it needs no wait there. Bounding the queue by the
+			// rest of MaxDelay would hand the store a new bound per request,
+			// and the memory store packs its slots per distinct limit.
+			q.limit = noWait
+		}
+		res, client, err := s.l.apply(w, r, m, &q)
 		if err != nil {
+			q.release()
 			if !s.l.respondError(w, r, m, res, err) {
 				next.ServeHTTP(w, r)
 			}
 			return
 		}
 		if res.Allowed {
-			// NOTE: a queued wait beyond MaxDelay is cut short, because
-			// calm.Check cannot pass MaxDelay on to the leaky queue yet.
-			if !s.wait(r.Context(), min(res.Wait, s.maxDelay-waited)) {
-				return
-			}
-			s.l.WriteHeaders(w, res)
-			next.ServeHTTP(w, r)
+			s.l.pass(w, r, next, res, &q)
 			return
 		}
+		q.release()
 		if !s.mayWait(res, waited, attempt) {
 			s.l.WriteHeaders(w, res)
 			s.l.logViolation(m.Endpoint, client, res)
 			s.l.writeDenied(w, res)
 			return
 		}
-		ok := s.wait(r.Context(), res.RetryAfter)
-		s.waiting.Add(-1)
-		if !ok {
+		outcome := s.holder.wait(r.Context(), res.RetryAfter)
+		s.holder.release()
+		switch outcome {
+		case clientGone:
+			return
+		case waitStopped:
+			s.l.WriteHeaders(w, res)
+			s.l.writeDenied(w, res)
 			return
 		}
 		waited += res.RetryAfter
@@ -136,22 +137,5 @@ func (s *slowDown) mayWait(res calm.Result, waited time.Duration, attempt int) b
 		waited+res.RetryAfter > s.maxDelay || attempt >= maxSlowDownAttempts {
 		return false
 	}
-	if s.waiting.Add(1) > s.maxWaiting {
-		s.waiting.Add(-1)
-		return false
-	}
-	return true
-}
-
-// wait blocks for d, or until ctx is done; it reports whether d passed.
-func (s *slowDown) wait(ctx context.Context, d time.Duration) bool {
-	if d <= 0 {
-		return ctx.Err() == nil
-	}
-	select {
-	case <-s.after(d):
-		return true
-	case <-ctx.Done():
-		return false
-	}
+	return s.holder.acquire()
 }

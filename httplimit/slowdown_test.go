@@ -157,3 +157,51 @@ func TestSlowDownHoldsLeakyQueueWait(t *testing.T) {
 		t.Errorf("delays = %v, want %v: the queue spaces requests 500ms apart", timer.delays, want)
 	}
 }
+
+// recordingTimer is a SlowDownConfig.After that fires at once without
+// moving the clock, so that requests sent one after another arrive as if
+// the earlier ones were still held. It records every delay.
+type recordingTimer struct {
+	mu     sync.Mutex
+	delays []time.Duration
+}
+
+func (a *recordingTimer) After(d time.Duration) <-chan time.Time {
+	a.mu.Lock()
+	a.delays = append(a.delays, d)
+	a.mu.Unlock()
+	ch := make(chan time.Time, 1)
+	ch <- time.Time{}
+	return ch
+}
+
+func TestSlowDownQueueDeniesBeyondMaxDelay(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, Config{Policy: policy.Config{Routes: []policy.Route{
+		{Pattern: "/queue", Limits: []string{"5/5s"}, Algorithm: "leaky_queue"},
+	}}})
+	timer := &recordingTimer{}
+	h := newSlowDown(t, f, SlowDownConfig{MaxDelay: 1500 * time.Millisecond, After: timer.After})
+
+	want := []int{http.StatusOK, http.StatusOK, StatusEnhanceYourCalm, StatusEnhanceYourCalm}
+	for i, code := range want {
+		if w := do(h, "GET", "/queue", client1); w.Code != code {
+			t.Errorf("request %d at %v: status %d, want %d", i+1, 20*time.Millisecond*time.Duration(i), w.Code, code)
+		}
+		f.clock.Advance(20 * time.Millisecond)
+	}
+	if wantDelays := []time.Duration{980 * time.Millisecond}; !slices.Equal(timer.delays, wantDelays) {
+		t.Errorf("delays = %v, want %v: the second request waits for its slot, "+
+			"the others would wait longer than MaxDelay", timer.delays, wantDelays)
+	}
+
+	// The denied requests were not charged: at 600ms the next slot is at 2s.
+	f.clock.Advance(520 * time.Millisecond)
+	timer.delays = nil
+	if w := do(h, "GET", "/queue", client1); w.Code != http.StatusOK {
+		t.Errorf("request at 600ms: status %d, want 200", w.Code)
+	}
+	if wantDelays := []time.Duration{1400 * time.Millisecond}; !slices.Equal(timer.delays, wantDelays) {
+		t.Errorf("delays = %v, want %v: denied requests must not hold slots", timer.delays, wantDelays)
+	}
+}
