@@ -86,6 +86,15 @@ type Config struct {
 	// "GET /api/test" too. Default false: matching is case-sensitive, as
 	// in ServeMux. The gateway sets it from RATELIMIT_PROXY_FOLD_CASE.
 	FoldCase bool `yaml:"-" json:"-"`
+
+	// DefaultAlgorithm is the algorithm of the rules that name none: the
+	// Limiter's calm.Config.Algorithm. New uses it to check each cost and
+	// burst against the capacity that algorithm really has, and rejects a
+	// burst under a window algorithm, which ignores it. Nil means unknown:
+	// New then accepts a burst without an algorithm and counts the larger
+	// of burst and request count as the capacity. The gateway sets it from
+	// RATELIMIT_ALGORITHM.
+	DefaultAlgorithm *algorithm.Kind `yaml:"-" json:"-"`
 }
 
 // Route sets the limits and cost of the requests that match one ServeMux
@@ -123,8 +132,10 @@ type Route struct {
 	// "token_bucket". Empty means the group's algorithm or the limiter's.
 	Algorithm string `yaml:"algorithm" json:"algorithm"`
 
-	// Burst overrides the bucket capacity of bucket algorithms. Zero means
-	// the rule's request count.
+	// Burst overrides the capacity of the token_bucket, leaky_bucket,
+	// leaky_queue and gcra algorithms: the largest cost that may pass at
+	// once. Zero means the rule's request count. The window algorithms
+	// ignore a burst, so New rejects one on a route that they decide.
 	Burst int64 `yaml:"burst" json:"burst"`
 }
 

@@ -204,12 +204,11 @@ func Declare(r Route) (*Declared, error) {
 	if r.Name != "" {
 		b.name("name", r.Name, "")
 	}
-	d := &Declared{
-		limits:   b.ruleSet("limits", r.Limits, "", r.Name, r.Scope, r.Algorithm, r.Burst),
-		cost:     b.cost("cost", r.Cost, 1),
-		costFunc: r.CostFunc,
-	}
-	if d.limits != nil && r.CostFunc == nil {
+	d := &Declared{cost: b.cost("cost", r.Cost, 1), costFunc: r.CostFunc}
+	errsBefore := len(b.errs)
+	d.limits = b.withBurst("burst", r.Burst,
+		b.ruleSet("limits", r.Limits, "", r.Name, r.Scope, r.Algorithm))
+	if d.limits != nil && r.CostFunc == nil && len(b.errs) == errsBefore {
 		b.checkCapacity("cost", d.cost, d.limits)
 	}
 	if len(b.errs) > 0 {

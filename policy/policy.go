@@ -40,7 +40,10 @@ type ruleSet struct {
 	scope     calm.Scope
 	rules     []calm.Rule
 	algorithm *algorithm.Kind
-	burst     int64
+	// algorithmSetting names where algorithm was chosen, such as
+	// "groups[0].algorithm"; empty when algorithm is nil.
+	algorithmSetting string
+	burst            int64
 	// endpoint, when set, replaces the match's endpoint in keys; a group
 	// budget uses it so that every endpoint of the group shares one key.
 	endpoint string
@@ -80,9 +83,10 @@ type patternSet struct {
 // New validates c and compiles it. The error lists every invalid setting,
 // one per line, each naming the setting, the value and the fix.
 func New(c Config) (*Policy, error) {
-	b := builder{p: &Policy{byRoute: make(map[string]*route)}, seen: make(map[string]string)}
+	b := builder{p: &Policy{byRoute: make(map[string]*route)}, seen: make(map[string]string),
+		defaultKind: c.DefaultAlgorithm}
 	b.p.defaults = b.ruleSet("default_limits", c.DefaultLimits, DefaultLimits, calm.DefaultPolicy,
-		"", "", 0)
+		"", "")
 
 	exclude := c.Exclude
 	if exclude == nil {
@@ -121,17 +125,25 @@ type builder struct {
 	p    *Policy
 	errs []error
 	seen map[string]string // route pattern or group prefix → setting that declared it
+	// defaultKind is Config.DefaultAlgorithm.
+	defaultKind *algorithm.Kind
 }
 
+// fail records an error of setting. An error already recorded, such as a
+// group's algorithm that both its limits and its budget use, is kept once.
 func (b *builder) fail(setting string, err error) {
-	b.errs = append(b.errs, fmt.Errorf("%s: %w", setting, err))
+	err = fmt.Errorf("%s: %w", setting, err)
+	for _, have := range b.errs {
+		if have.Error() == err.Error() {
+			return
+		}
+	}
+	b.errs = append(b.errs, err)
 }
 
 // ruleSet compiles limits; fallback is used when entries is empty and may be
 // "" to mean "no limits" (nil result).
-func (b *builder) ruleSet(
-	setting string, entries []string, fallback, name, scope, alg string, burst int64,
-) *ruleSet {
+func (b *builder) ruleSet(setting string, entries []string, fallback, name, scope, alg string) *ruleSet {
 	if len(entries) == 0 && fallback != "" {
 		entries = []string{fallback}
 	}
@@ -142,16 +154,18 @@ func (b *builder) ruleSet(
 	if err != nil {
 		b.fail(setting, err)
 	}
-	s := &ruleSet{setting: setting, policy: name, rules: rules, burst: burst}
+	// The scope and algorithm belong to the owner of the rules: "limits"
+	// and "budget" of "groups[0]" share "groups[0].algorithm".
+	owner := setting[:strings.LastIndexByte(setting, '.')+1]
+	s := &ruleSet{setting: setting, policy: name, rules: rules}
 	if s.scope, err = ParseScope(scope); err != nil {
-		b.fail(strings.TrimSuffix(setting, "limits")+"scope", err)
+		b.fail(owner+"scope", err)
 	}
 	if s.algorithm, err = parseAlgorithm(alg); err != nil {
-		b.fail(strings.TrimSuffix(setting, "limits")+"algorithm", err)
+		b.fail(owner+"algorithm", err)
 	}
-	if burst < 0 {
-		b.fail(strings.TrimSuffix(setting, "limits")+"burst",
-			fmt.Errorf("burst %d is negative: use 0 for the rule's request count", burst))
+	if s.algorithm != nil {
+		s.algorithmSetting = owner + "algorithm"
 	}
 	return s
 }
@@ -190,11 +204,11 @@ func (b *builder) group(setting string, g Group) {
 	gr := &group{prefix: prefix, foldedPrefix: strings.ToLower(prefix),
 		cost: b.cost(setting+".cost", g.Cost, 1)}
 	if len(g.Limits) > 0 {
-		gr.limits = b.ruleSet(setting+".limits", g.Limits, "", name, g.Scope, g.Algorithm, 0)
+		gr.limits = b.ruleSet(setting+".limits", g.Limits, "", name, g.Scope, g.Algorithm)
 	} else {
-		gr.limits = b.inherit(setting, b.p.defaults, "", g.Scope, g.Algorithm, 0)
+		gr.limits = b.inherit(setting, b.p.defaults, "", g.Scope, g.Algorithm)
 	}
-	gr.budget = b.ruleSet(setting+".budget", g.Budget, "", name+"-budget", g.Scope, g.Algorithm, 0)
+	gr.budget = b.ruleSet(setting+".budget", g.Budget, "", name+"-budget", g.Scope, g.Algorithm)
 	if gr.budget != nil {
 		gr.budget.endpoint = "budget " + prefix
 	}
@@ -236,21 +250,32 @@ func (b *builder) route(setting string, r Route, g *group) {
 		groupCost, inherited = g.cost, g.limits
 	}
 	rt.cost = b.cost(setting+".cost", r.Cost, groupCost)
+	errsBefore := len(b.errs)
 	if len(r.Limits) > 0 {
 		name := b.name(setting+".name", r.Name, r.Pattern)
-		rt.limits = b.ruleSet(setting+".limits", r.Limits, "", name, r.Scope, r.Algorithm, r.Burst)
+		rt.limits = b.ruleSet(setting+".limits", r.Limits, "", name, r.Scope, r.Algorithm)
+		if r.Algorithm == "" && g != nil {
+			// The route's own rules still run under the group's algorithm.
+			rt.limits.algorithm = g.limits.algorithm
+			rt.limits.algorithmSetting = g.limits.algorithmSetting
+		}
 	} else {
-		rt.limits = b.inherit(setting, inherited, r.Scope, "", r.Algorithm, r.Burst)
+		rt.limits = b.inherit(setting, inherited, r.Scope, "", r.Algorithm)
 		if r.Name != "" {
 			renamed := *rt.limits
 			renamed.policy = b.name(setting+".name", r.Name, "")
 			rt.limits = &renamed
 		}
 	}
+	rt.limits = b.withBurst(setting+".burst", r.Burst, rt.limits)
 	b.p.byRoute[r.Pattern] = rt
-	if r.CostFunc == nil && (r.Cost != nil || len(r.Limits) > 0 || r.Burst != 0 || r.Algorithm != "") {
+	rulesValid := len(b.errs) == errsBefore
+	if rulesValid && r.CostFunc == nil &&
+		(r.Cost != nil || len(r.Limits) > 0 || r.Burst != 0 || r.Algorithm != "") {
 		// A group's cost on the group's own rules was checked with the
 		// group; a route that changes the cost or the rules is checked here.
+		// A route whose rules, algorithm or burst are invalid already has
+		// its error, and a capacity computed from them would be wrong.
 		var budget *ruleSet
 		if g != nil {
 			budget = g.budget
@@ -269,13 +294,14 @@ func (b *builder) checkCapacity(setting string, cost int64, sets ...*ruleSet) {
 		if s == nil {
 			continue
 		}
+		kind, _ := b.algorithmOf(s)
 		for _, r := range s.rules {
-			capacity := s.capacity(r)
+			capacity := s.capacity(r, kind)
 			if cost <= capacity {
 				continue
 			}
 			fix := "raise the rule's request count"
-			if s.burst > 0 || s.algorithm == nil || !isWindowKind(*s.algorithm) {
+			if kind == nil || !isWindowKind(*kind) {
 				fix += " or burst"
 			}
 			b.fail(setting, fmt.Errorf("cost %d exceeds the capacity %d of rule %s in %s, "+
@@ -286,20 +312,66 @@ func (b *builder) checkCapacity(setting string, cost int64, sets ...*ruleSet) {
 	}
 }
 
-// capacity returns the largest cost that can pass rule r of s. Without an
-// algorithm of its own, s may run under a window algorithm, which ignores
-// the burst, or a bucket one, which uses it, so the larger bound counts.
-func (s *ruleSet) capacity(r calm.Rule) int64 {
+// capacity returns the largest cost that can pass rule r of s under the
+// algorithm kind. When kind is nil (unknown), s may run under a window
+// algorithm, which ignores the burst, or a bucket one, which uses it, so
+// the larger bound counts.
+func (s *ruleSet) capacity(r calm.Rule, kind *algorithm.Kind) int64 {
 	switch {
 	case s.burst == 0:
 		return r.Requests
-	case s.algorithm == nil:
+	case kind == nil:
 		return max(r.Requests, s.burst)
-	case isWindowKind(*s.algorithm):
+	case isWindowKind(*kind):
 		return r.Requests
 	}
 	return s.burst
 }
+
+// algorithmOf returns the algorithm that decides the rules of s and a
+// description of where it was chosen for messages, such as
+// "groups[0].algorithm fixed_window". The algorithm is nil when neither s
+// nor Config.DefaultAlgorithm names one.
+func (b *builder) algorithmOf(s *ruleSet) (*algorithm.Kind, string) {
+	switch {
+	case s.algorithm != nil:
+		return s.algorithm, s.algorithmSetting + " " + s.algorithm.String()
+	case b.defaultKind != nil:
+		return b.defaultKind, "the default algorithm " + b.defaultKind.String() +
+			" (RATELIMIT_ALGORITHM)"
+	}
+	return nil, ""
+}
+
+// withBurst returns s with a route's burst as its capacity. A negative
+// burst, or one that the algorithm of s ignores, is reported and leaves s
+// unchanged.
+func (b *builder) withBurst(setting string, burst int64, s *ruleSet) *ruleSet {
+	if burst == 0 || s == nil {
+		return s
+	}
+	if burst < 0 {
+		b.fail(setting, fmt.Errorf("burst %d is negative: set a positive capacity, "+
+			"or remove burst to use the rule's request count", burst))
+		return s
+	}
+	kind, chosenBy := b.algorithmOf(s)
+	if kind != nil && isWindowKind(*kind) {
+		// The route's own algorithm reads better without its setting name,
+		// which the message starts with already.
+		chosenBy = strings.TrimPrefix(chosenBy, strings.TrimSuffix(setting, "burst"))
+		b.fail(setting, fmt.Errorf("burst %d has no effect with %s, which ignores a burst: "+
+			"remove burst, or set the route's algorithm to %s, which use it",
+			burst, chosenBy, burstKinds))
+		return s
+	}
+	withBurst := *s
+	withBurst.burst = burst
+	return &withBurst
+}
+
+// burstKinds lists the algorithms that use a burst, for messages.
+const burstKinds = "token_bucket, leaky_bucket, leaky_queue or gcra"
 
 // isWindowKind reports whether k ignores a burst and lets at most the
 // rule's request count pass at once.
@@ -308,15 +380,15 @@ func isWindowKind(k algorithm.Kind) bool {
 }
 
 // inherit returns parent, or a copy of it with the given overrides. Empty
-// strings and zero mean "keep the parent's".
-func (b *builder) inherit(setting string, parent *ruleSet, scope, groupScope, alg string, burst int64) *ruleSet {
+// strings mean "keep the parent's".
+func (b *builder) inherit(setting string, parent *ruleSet, scope, groupScope, alg string) *ruleSet {
 	if parent == nil {
 		return nil
 	}
 	if scope == "" {
 		scope = groupScope
 	}
-	if scope == "" && alg == "" && burst == 0 {
+	if scope == "" && alg == "" {
 		return parent
 	}
 	s := *parent
@@ -330,12 +402,7 @@ func (b *builder) inherit(setting string, parent *ruleSet, scope, groupScope, al
 		if s.algorithm, err = parseAlgorithm(alg); err != nil {
 			b.fail(setting+".algorithm", err)
 		}
-	}
-	if burst < 0 {
-		b.fail(setting+".burst", fmt.Errorf("burst %d is negative: use 0 for the rule's request count", burst))
-	}
-	if burst > 0 {
-		s.burst = burst
+		s.algorithmSetting = setting + ".algorithm"
 	}
 	return &s
 }

@@ -9,6 +9,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/calm-limiter/calm"
+	"github.com/calm-limiter/calm/algorithm"
 )
 
 func int64p(n int64) *int64 { return &n }
@@ -220,9 +221,9 @@ func TestNewInvalid(t *testing.T) {
 		{"cost above burst of bucket", Config{Routes: []Route{{Pattern: "/a", Limits: []string{"100/minute"},
 			Algorithm: "token_bucket", Burst: 5, Cost: int64p(6)}}},
 			[]string{"routes[0].cost", "capacity 5", "or burst"}},
-		{"cost above window despite burst", Config{Routes: []Route{{Pattern: "/a", Limits: []string{"5/minute"},
-			Algorithm: "fixed_window", Burst: 50, Cost: int64p(6)}}},
-			[]string{"routes[0].cost", "capacity 5"}},
+		{"cost above default bucket capacity", Config{DefaultAlgorithm: kindp(algorithm.GCRA),
+			Routes: []Route{{Pattern: "/a", Limits: []string{"10/minute"}, Cost: int64p(30)}}},
+			[]string{"routes[0].cost", "capacity 10", "raise the rule's request count or burst"}},
 		{"group cost above group limits", Config{Groups: []Group{{Prefix: "/a", Limits: []string{"2/second"},
 			Cost: int64p(3)}}},
 			[]string{"groups[0].cost", "cost 3", "groups[0].limits"}},
@@ -246,6 +247,118 @@ func TestNewInvalid(t *testing.T) {
 	}
 }
 
+func kindp(k algorithm.Kind) *algorithm.Kind { return &k }
+
+// TestNewBurstOneError checks that a burst the algorithm ignores, or a
+// negative one, gives one error about the burst and none about the cost.
+func TestNewBurstOneError(t *testing.T) {
+	t.Parallel()
+	const buckets = "token_bucket, leaky_bucket, leaky_queue or gcra"
+	tests := []struct {
+		name string
+		cfg  Config
+		want []string // every fragment must appear in the one error line
+	}{
+		{"window route with burst and cost", Config{Routes: []Route{{Pattern: "/a",
+			Algorithm: "sliding_window", Limits: []string{"10/minute"}, Burst: 50, Cost: int64p(30)}}},
+			[]string{"routes[0].burst: ", "burst 50", "algorithm sliding_window", buckets}},
+		{"fixed window route with burst", Config{Routes: []Route{{Pattern: "/a",
+			Algorithm: "fixed_window", Limits: []string{"10/minute"}, Burst: 50}}},
+			[]string{"routes[0].burst: ", "algorithm fixed_window", buckets}},
+		{"default window algorithm", Config{DefaultAlgorithm: kindp(algorithm.SlidingWindow),
+			Routes: []Route{{Pattern: "/a", Limits: []string{"10/minute"}, Burst: 50, Cost: int64p(30)}}},
+			[]string{"routes[0].burst: ", "default algorithm sliding_window", "RATELIMIT_ALGORITHM",
+				buckets}},
+		{"inherited limits", Config{DefaultAlgorithm: kindp(algorithm.FixedWindow),
+			Routes: []Route{{Pattern: "/a", Burst: 7}}},
+			[]string{"routes[0].burst: ", "default algorithm fixed_window"}},
+		{"group window algorithm", Config{DefaultAlgorithm: kindp(algorithm.TokenBucket),
+			Groups: []Group{{Prefix: "/g", Algorithm: "fixed_window",
+				Routes: []Route{{Pattern: "GET /g/x", Limits: []string{"10/minute"}, Burst: 20}}}}},
+			[]string{"groups[0].routes[0].burst: ", "groups[0].algorithm fixed_window", buckets}},
+		{"negative burst of bucket", Config{Routes: []Route{{Pattern: "/a", Algorithm: "token_bucket",
+			Limits: []string{"10/minute"}, Burst: -3}}},
+			[]string{"routes[0].burst: ", "burst -3 is negative"}},
+		{"negative burst inherited limits", Config{Routes: []Route{{Pattern: "/a",
+			Algorithm: "gcra", Burst: -3, Cost: int64p(2)}}},
+			[]string{"routes[0].burst: ", "burst -3 is negative"}},
+		{"negative burst default bucket", Config{DefaultAlgorithm: kindp(algorithm.LeakyBucket),
+			Routes: []Route{{Pattern: "/a", Limits: []string{"10/minute"}, Burst: -3}}},
+			[]string{"routes[0].burst: ", "burst -3 is negative"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			err := tt.cfg.Validate()
+			if err == nil {
+				t.Fatalf("Validate() = nil, want a burst error")
+			}
+			msg := err.Error()
+			if strings.Contains(msg, "\n") {
+				t.Errorf("Validate() = %q, want one line", msg)
+			}
+			if strings.Contains(msg, "cost") {
+				t.Errorf("Validate() = %q, want no word about the cost", msg)
+			}
+			for _, frag := range tt.want {
+				if !strings.Contains(msg, frag) {
+					t.Errorf("Validate() = %q, want it to contain %q", msg, frag)
+				}
+			}
+		})
+	}
+}
+
+// TestNewWindowCostFix checks that the message for a cost above the
+// capacity of a window algorithm does not suggest a burst, which that
+// algorithm ignores.
+func TestNewWindowCostFix(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		cfg  Config
+	}{
+		{"route algorithm", Config{Routes: []Route{{Pattern: "/a", Limits: []string{"5/minute"},
+			Algorithm: "fixed_window", Cost: int64p(6)}}}},
+		{"default algorithm", Config{DefaultAlgorithm: kindp(algorithm.SlidingWindow),
+			Routes: []Route{{Pattern: "/a", Limits: []string{"5/minute"}, Cost: int64p(6)}}}},
+		{"group algorithm", Config{DefaultAlgorithm: kindp(algorithm.GCRA),
+			Groups: []Group{{Prefix: "/g", Algorithm: "sliding_window",
+				Routes: []Route{{Pattern: "GET /g/x", Limits: []string{"5/minute"}, Cost: int64p(6)}}}}}},
+	}
+	const want = "lower the cost to at most 5 or raise the rule's request count"
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			err := tt.cfg.Validate()
+			if err == nil || !strings.HasSuffix(err.Error(), want) {
+				t.Errorf("Validate() = %v, want an error that ends in %q", err, want)
+			}
+		})
+	}
+}
+
+// TestRouteRunsGroupAlgorithm checks that a route with rules of its own
+// inside a group runs the group's algorithm, as Route.Algorithm documents.
+func TestRouteRunsGroupAlgorithm(t *testing.T) {
+	t.Parallel()
+	p, err := New(Config{Groups: []Group{{Prefix: "/g", Algorithm: "token_bucket",
+		Routes: []Route{{Pattern: "GET /g/x", Limits: []string{"5/minute"}, Burst: 9}}}}})
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	checks := p.Match(httptest.NewRequest("GET", "/g/x", nil), "").AppendChecks(nil, "c")
+	if len(checks) != 1 {
+		t.Fatalf("AppendChecks = %+v, want one check", checks)
+	}
+	if got := checks[0].Algorithm; got == nil || *got != algorithm.TokenBucket {
+		t.Errorf("check algorithm = %v, want token_bucket", got)
+	}
+	if checks[0].Burst != 9 {
+		t.Errorf("check burst = %d, want 9", checks[0].Burst)
+	}
+}
+
 func TestNewAcceptsCostWithinCapacity(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -256,6 +369,14 @@ func TestNewAcceptsCostWithinCapacity(t *testing.T) {
 			Cost: int64p(5)}}}},
 		{"burst without algorithm", Config{Routes: []Route{{Pattern: "/a", Limits: []string{"5/minute"},
 			Burst: 20, Cost: int64p(10)}}}},
+		{"burst of default bucket", Config{DefaultAlgorithm: kindp(algorithm.TokenBucket),
+			Routes: []Route{{Pattern: "/a", Limits: []string{"10/minute"}, Burst: 50, Cost: int64p(30)}}}},
+		{"bucket route under window default", Config{DefaultAlgorithm: kindp(algorithm.SlidingWindow),
+			Routes: []Route{{Pattern: "/a", Algorithm: "gcra", Limits: []string{"10/minute"},
+				Burst: 50, Cost: int64p(30)}}}},
+		{"group bucket under window default", Config{DefaultAlgorithm: kindp(algorithm.FixedWindow),
+			Groups: []Group{{Prefix: "/g", Algorithm: "leaky_queue",
+				Routes: []Route{{Pattern: "GET /g/x", Burst: 20, Cost: int64p(15)}}}}}},
 		{"free request", Config{Routes: []Route{{Pattern: "/a", Limits: []string{"1/minute"},
 			Cost: int64p(0)}}}},
 		{"cost function", Config{Routes: []Route{{Pattern: "/a", Limits: []string{"1/minute"},
@@ -282,6 +403,18 @@ func TestNewReportsEveryError(t *testing.T) {
 	}
 	if lines := strings.Count(err.Error(), "\n") + 1; lines != 2 {
 		t.Errorf("Validate() reported %d lines, want 2: %q", lines, err)
+	}
+}
+
+func TestNewReportsGroupAlgorithmOnce(t *testing.T) {
+	t.Parallel()
+	err := Config{Groups: []Group{{Prefix: "/g", Algorithm: "magic",
+		Budget: []string{"50/minute"}}}}.Validate()
+	if err == nil {
+		t.Fatal("Validate() = nil, want an algorithm error")
+	}
+	if strings.Contains(err.Error(), "\n") || !strings.HasPrefix(err.Error(), "groups[0].algorithm: ") {
+		t.Errorf("Validate() = %q, want one groups[0].algorithm error", err)
 	}
 }
 

@@ -37,6 +37,7 @@ func runCheckConfig(ctx context.Context, c *cli) error {
 	}
 	pc := file.Policy
 	pc.DefaultLimits = ruleStrings(settings.DefaultLimit)
+	pc.DefaultAlgorithm = &settings.Algorithm
 	if err := pc.Validate(); err != nil {
 		return policyError(file, err)
 	}

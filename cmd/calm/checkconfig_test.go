@@ -111,7 +111,7 @@ func TestCheckConfigErrors(t *testing.T) {
 		{"cost above capacity", []string{"check-config", badCost}, 1,
 			"calm check-config: " + badCost + ": routes[0].cost: cost 10 exceeds the capacity 5 " +
 				"of rule 5/minute in routes[0].limits, so these requests can never pass: " +
-				"lower the cost to at most 5 or raise the rule's request count or burst"},
+				"lower the cost to at most 5 or raise the rule's request count\n"},
 		{"bad yaml", []string{"check-config", badYAML}, 1,
 			"calm check-config: config file " + badYAML + ": invalid YAML"},
 	}

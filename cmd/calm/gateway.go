@@ -161,6 +161,7 @@ func (gw *gateway) choosePolicy() policy.Config {
 		pc = demoPolicy()
 	}
 	pc.DefaultLimits = ruleStrings(gw.settings.DefaultLimit)
+	pc.DefaultAlgorithm = &gw.settings.Algorithm
 	return pc
 }
 
