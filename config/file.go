@@ -75,15 +75,25 @@ func ParseFile(path string, data []byte) (*File, error) {
 	if len(data) > MaxFileSize {
 		return nil, fmt.Errorf("config file %s: larger than %d bytes", path, MaxFileSize)
 	}
-	var doc document
+	var root yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
+	if err := dec.Decode(&root); err != nil && !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("config file %s: %w", path, yamlError(err))
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("config file %s: want one YAML document, found more", path)
+	}
+	// The shape check names the setting, the value and the fix where the
+	// decoder's own messages name Go types. What passes it decodes.
+	if err := checkShape(path, "", &root, document{}); err != nil {
+		return nil, err
+	}
+	var doc document
+	strict := yaml.NewDecoder(bytes.NewReader(data))
+	strict.KnownFields(true)
+	if err := strict.Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("config file %s: %w", path, yamlError(err))
 	}
 
 	f := &File{Path: path, Settings: map[string]string{}, Policy: doc.Config, Tiers: doc.Tiers}
@@ -92,7 +102,7 @@ func ParseFile(path string, data []byte) (*File, error) {
 	}
 	if limits := f.Policy.DefaultLimits; limits != nil {
 		if _, dup := f.Settings["default_limit"]; dup {
-			return nil, fmt.Errorf("config file %s: default_limits and settings.default_limit "+
+			return nil, fmt.Errorf("%s: default_limits and settings.default_limit "+
 				"both set the default limits: keep one", path)
 		}
 		f.Settings["default_limit"] = strings.Join(limits, ",")
@@ -119,21 +129,24 @@ func (f *File) readSettings(node yaml.Node) error {
 		return nil
 	}
 	if node.Kind != yaml.MappingNode {
-		return fmt.Errorf("config file %s: line %d: settings: want a mapping of setting names to values",
-			f.Path, node.Line)
+		return fmt.Errorf("%s: line %d: settings: invalid: want a mapping of setting names "+
+			"to values, not %s", f.Path, node.Line, kindName(&node))
 	}
+	lines := map[string]int{}
 	for i := 0; i+1 < len(node.Content); i += 2 {
 		key, value := node.Content[i], node.Content[i+1]
 		if key.Kind != yaml.ScalarNode {
-			return fmt.Errorf("config file %s: line %d: settings: want a setting name", f.Path, key.Line)
+			return fmt.Errorf("%s: line %d: settings: invalid: want a setting name, not %s",
+				f.Path, key.Line, kindName(key))
 		}
-		if _, dup := f.Settings[key.Value]; dup {
-			return fmt.Errorf("config file %s: line %d: settings.%s: already defined above",
-				f.Path, key.Line, key.Value)
+		if line, dup := lines[key.Value]; dup {
+			return fmt.Errorf("%s: line %d: settings.%s: set twice, also on line %d: keep one",
+				f.Path, key.Line, key.Value, line)
 		}
+		lines[key.Value] = key.Line
 		text, err := scalarText(value)
 		if err != nil {
-			return fmt.Errorf("config file %s: line %d: settings.%s: %w", f.Path, value.Line, key.Value, err)
+			return fmt.Errorf("%s: line %d: settings.%s: invalid: %w", f.Path, value.Line, key.Value, err)
 		}
 		f.Settings[key.Value] = text
 		f.order = append(f.order, key.Value)
@@ -154,7 +167,7 @@ func scalarText(n *yaml.Node) (string, error) {
 		parts := make([]string, 0, len(n.Content))
 		for _, item := range n.Content {
 			if item.Kind != yaml.ScalarNode {
-				return "", errors.New("want a value or a list of values")
+				return "", errors.New("want a value or a list of values, not nested lists or mappings")
 			}
 			parts = append(parts, item.Value)
 		}
@@ -164,5 +177,5 @@ func scalarText(n *yaml.Node) (string, error) {
 			return scalarText(n.Alias)
 		}
 	}
-	return "", errors.New("want a value or a list of values")
+	return "", fmt.Errorf("want a value or a list of values, not %s", kindName(n))
 }

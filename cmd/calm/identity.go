@@ -124,6 +124,9 @@ func (e *identityExtension) tiers(gw *gateway) (*identity.Tiers, error) {
 // fileTiers decodes and validates the tiers section of file, or returns
 // nil when it has none.
 func fileTiers(file *config.File) (*identity.Tiers, error) {
+	if err := config.CheckSection(file.Path, "tiers", &file.Tiers, identity.TierConfig{}); err != nil {
+		return nil, err
+	}
 	cfg, ok, err := identity.DecodeTierConfig(file.Tiers)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", file.Path, err)

@@ -105,7 +105,8 @@ func TestCheckConfigTiers(t *testing.T) {
 			want: "unknown tiers get tin"},
 		{name: "bad rule", code: 1, file: "tiers:\n  levels:\n    - {name: gold, limits: [0/minute]}\n",
 			want: "tiers.levels[0] (gold)"},
-		{name: "unknown key", code: 1, file: "tiers:\n  level: []\n", want: "tiers: invalid"},
+		{name: "unknown key", code: 1, file: "tiers:\n  level: []\n",
+			want: `line 2: tiers: unknown setting "level" (did you mean "levels"?)`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
