@@ -50,7 +50,9 @@ type Settings struct {
 	// Message means the reason phrase of StatusCode.
 	Message string
 	Detail  string
-	// MemoryMaxKeys bounds the keys the memory store keeps.
+	// MemoryMaxKeys bounds the keys the memory store keeps. A new key in a
+	// full shard evicts the key of its two buckets whose state expires
+	// soonest.
 	MemoryMaxKeys int
 	// MemoryCleanupInterval is how often the memory store drops expired
 	// state.
@@ -106,7 +108,9 @@ func (s *Settings) Vars() []Var {
 				"a request that costs more than the limit allows gets its own detail."},
 		{Env: "RATELIMIT_MEMORY_MAX_KEYS", Key: "memory_max_keys", Default: "1000000",
 			Parse: Int(&s.MemoryMaxKeys, 1, math.MaxInt32),
-			Usage: "Maximum number of keys in the memory store; the least recently used go first."},
+			Usage: "Maximum number of keys in the memory store, split evenly over its shards. " +
+				"A new key in a full shard evicts the key of its two buckets whose state " +
+				"expires soonest, so leave a few percent of headroom."},
 		{Env: "RATELIMIT_MEMORY_CLEANUP_INTERVAL", Key: "memory_cleanup_interval", Default: "60s",
 			Parse: Duration(&s.MemoryCleanupInterval, time.Second, 24*time.Hour),
 			Usage: "How often the memory store drops expired state (a duration or seconds)."},
