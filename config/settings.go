@@ -31,6 +31,9 @@ type Settings struct {
 	Algorithm algorithm.Kind
 	// DefaultLimit is the stack of rules for requests that no policy names.
 	DefaultLimit []calm.Rule
+	// MaxWait is the maximum time the leaky_queue algorithm holds a
+	// request for its turn, for rules without a max wait of their own.
+	MaxWait time.Duration
 	// FailOpen allows requests when the store fails; otherwise they are
 	// denied with 503.
 	FailOpen bool
@@ -76,6 +79,11 @@ func (s *Settings) Vars() []Var {
 			Parse: Rules(&s.DefaultLimit),
 			Usage: "Rules for requests that no policy names, comma separated; the most " +
 				"restrictive decides."},
+		{Env: "RATELIMIT_MAX_WAIT", Key: "max_wait", Default: "5s",
+			Parse: Duration(&s.MaxWait, time.Millisecond, time.Hour),
+			Usage: "Maximum time the leaky_queue algorithm holds a request until its turn, for " +
+				"rules without their own max_wait; a request that would wait longer is denied at " +
+				"once (reason queue_full) and charged nothing."},
 		{Env: "RATELIMIT_FAIL_OPEN", Key: "fail_open", Default: "true", Parse: Bool(&s.FailOpen),
 			Usage: "When the store fails, allow requests (true) or deny them with 503 (false)."},
 		{Env: "RATELIMIT_KEY_PREFIX", Key: "key_prefix", Default: "ratelimit",

@@ -216,6 +216,11 @@ func (l *Limiter) StopWaiting() {
 	})
 }
 
+// HeldRequests returns how many requests Middleware, the handlers of
+// Routes and SlowDown hold at this moment, for their turn in a leaky queue
+// or for their budget.
+func (l *Limiter) HeldRequests() int64 { return l.heldRequests.Load() }
+
 // writeStopped responds 503 to a request that was still held when the
 // Limiter stopped waiting.
 func (l *Limiter) writeStopped(w http.ResponseWriter, res calm.Result) {

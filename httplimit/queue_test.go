@@ -161,6 +161,9 @@ func TestQueueClientGoneKeepsCharge(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := doAsync(h, ctx, "/queue")
 	<-g.entered
+	if n := f.lim.HeldRequests(); n != 1 {
+		t.Errorf("HeldRequests() = %d while one request waits, want 1", n)
+	}
 	cancel()
 	w := <-done
 	if w.Body.Len() != 0 || next.calls.Load() != 1 {
@@ -170,7 +173,7 @@ func TestQueueClientGoneKeepsCharge(t *testing.T) {
 	if n := f.lim.holder.waiting.Load(); n != 0 {
 		t.Errorf("waiting slots taken = %d after the client left, want 0", n)
 	}
-	if n := f.lim.heldRequests.Load(); n != 0 {
+	if n := f.lim.HeldRequests(); n != 0 {
 		t.Errorf("held requests = %d after the client left, want 0", n)
 	}
 	// The slot of the request that left stays charged, so the queue is full.

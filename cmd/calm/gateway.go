@@ -32,6 +32,8 @@ type gateway struct {
 	limiter *calm.Limiter
 	policy  policy.Config
 	handler http.Handler
+	// limits is the middleware; nil when rate limiting is disabled.
+	limits *httplimit.Limiter
 	// responses counts the responses of limited paths for /metrics.
 	responses statusCounter
 
@@ -130,6 +132,7 @@ func (gw *gateway) build(ctx context.Context, exts []*extension) error {
 		if err != nil {
 			return err
 		}
+		gw.limits = hl
 		limited = hl.Middleware(app)
 	}
 	for i := len(gw.middleware) - 1; i >= 0; i-- {
@@ -225,6 +228,7 @@ func (gw *gateway) httplimitConfig(mux *http.ServeMux) httplimit.Config {
 		Logger:          gw.logger,
 		QuietViolations: !s.LogViolations,
 		KeyFunc:         gw.keyFunc,
+		MaxWait:         s.MaxWait,
 	}
 	for _, configure := range gw.configure {
 		configure(&cfg)

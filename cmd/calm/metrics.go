@@ -83,6 +83,11 @@ func (gw *gateway) serveMetrics(w http.ResponseWriter, r *http.Request) {
 	}
 	fmt.Fprintf(w, "calm_up %d\n", up)
 	gw.responses.write(w)
+	if gw.limits != nil {
+		fmt.Fprintln(w, "# HELP calm_held_requests Requests held until their turn in a leaky queue.")
+		fmt.Fprintln(w, "# TYPE calm_held_requests gauge")
+		fmt.Fprintf(w, "calm_held_requests %d\n", gw.limits.HeldRequests())
+	}
 	if m, ok := gw.store.(*memory.Store); ok {
 		fmt.Fprintln(w, "# HELP calm_memory_keys Keys held by the memory store.")
 		fmt.Fprintln(w, "# TYPE calm_memory_keys gauge")

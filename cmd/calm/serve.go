@@ -165,10 +165,18 @@ func (gw *gateway) server() *http.Server {
 		ConnContext:       gw.connContext,
 	}
 	if gw.upstream == nil {
-		srv.ReadTimeout = demoTimeout
-		srv.WriteTimeout = demoTimeout
+		// A request may wait for its turn in a leaky queue before the
+		// demo handler reads its body and writes the response.
+		srv.ReadTimeout = demoTimeout + gw.longestWait()
+		srv.WriteTimeout = demoTimeout + gw.longestWait()
 	}
 	return srv
+}
+
+// longestWait returns the longest time the middleware may hold a request
+// in a leaky queue.
+func (gw *gateway) longestWait() time.Duration {
+	return gw.settings.MaxWait
 }
 
 // shutdown reports not ready, keeps serving for drainDelay so that load
@@ -185,6 +193,13 @@ func (gw *gateway) shutdown(srv *http.Server, drainDelay, timeout time.Duration)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
+	if gw.limits != nil {
+		// Requests held in a leaky queue whose turn comes before the
+		// deadline are served; the rest get a 503 just before it, where
+		// Close would drop their connections without a response.
+		stop := time.AfterFunc(timeout-stopWaitingMargin(timeout), gw.limits.StopWaiting)
+		defer stop.Stop()
+	}
 	err := srv.Shutdown(ctx)
 	if errors.Is(err, context.DeadlineExceeded) {
 		gw.logger.Warn("open requests did not finish in time; closing them",
@@ -199,6 +214,13 @@ func (gw *gateway) shutdown(srv *http.Server, drainDelay, timeout time.Duration)
 	}
 	gw.logger.Info("calm stopped", "component", "gateway")
 	return nil
+}
+
+// stopWaitingMargin returns how long before the shutdown deadline the
+// requests still held in a leaky queue get their 503: a tenth of the
+// timeout, at most 1s, which leaves time to write the responses.
+func stopWaitingMargin(timeout time.Duration) time.Duration {
+	return min(timeout/10, time.Second)
 }
 
 // logStart writes the one start-up line.
@@ -220,6 +242,7 @@ func (gw *gateway) logStart(addr net.Addr) {
 		"store", gw.storeName,
 		"tls", gw.tlsConfig != nil,
 		"default_limit", strings.Join(rules, ","),
+		"max_wait", gw.settings.MaxWait.String(),
 		"routes", routeCount(gw.policy),
 		"status_code", gw.settings.StatusCode,
 		"header_mode", gw.settings.HeaderMode,
