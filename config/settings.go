@@ -6,6 +6,7 @@ import (
 
 	"github.com/calm-limiter/calm"
 	"github.com/calm-limiter/calm/algorithm"
+	"github.com/calm-limiter/calm/policy"
 )
 
 // Header modes for HeaderMode.
@@ -80,7 +81,7 @@ func (s *Settings) Vars() []Var {
 			Usage: "Rules for requests that no policy names, comma separated; the most " +
 				"restrictive decides."},
 		{Env: "RATELIMIT_MAX_WAIT", Key: "max_wait", Default: "5s",
-			Parse: Duration(&s.MaxWait, time.Millisecond, time.Hour),
+			Parse: Duration(&s.MaxWait, time.Millisecond, policy.MaxWaitLimit),
 			Usage: "Maximum time the leaky_queue algorithm holds a request until its turn, for " +
 				"rules without their own max_wait; a request that would wait longer is denied at " +
 				"once (reason queue_full) and charged nothing."},

@@ -12,7 +12,7 @@ const route = "routes:\n  - pattern: GET /x\n    limits: [10/minute]\n"
 
 func TestParseFileShapeErrors(t *testing.T) {
 	t.Parallel()
-	const routeFields = "use pattern, name, limits, cost, scope, algorithm or burst"
+	const routeFields = "use pattern, name, limits, cost, scope, algorithm, burst, delay or max_wait"
 	tests := []struct {
 		name string
 		text string
@@ -88,7 +88,7 @@ func TestParseFileShapeErrors(t *testing.T) {
 				`not a mapping`},
 		{"route a string", "routes: [GET /x]\n",
 			`calm.yaml: line 1: routes[0]="GET /x": invalid: want a mapping of pattern, name, ` +
-				`limits, cost, scope, algorithm and burst, such as {pattern: GET /x}`},
+				`limits, cost, scope, algorithm, burst, delay and max_wait, such as {pattern: GET /x}`},
 		{"pattern a list", "routes:\n  - pattern: [GET /x]\n",
 			`calm.yaml: line 2: routes[0].pattern: invalid: want text, not a list`},
 		{"pattern a mapping", "routes:\n  - pattern: {a: 1}\n",

@@ -301,6 +301,12 @@ func New(cfg Config) (*Limiter, error) {
 	if err := validate(cfg); err != nil {
 		return nil, err
 	}
+	if cfg.Policy.DefaultAlgorithm == nil {
+		// Rules that name no algorithm run under the limiter's, so policy
+		// checks their burst, delay and maximum wait against it.
+		kind := cfg.Limiter.Algorithm()
+		cfg.Policy.DefaultAlgorithm = &kind
+	}
 	pol, err := policy.New(cfg.Policy)
 	if err != nil {
 		return nil, fmt.Errorf("httplimit: invalid policy:\n%w", err)

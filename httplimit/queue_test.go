@@ -273,3 +273,63 @@ func TestSlowDownStopWaiting(t *testing.T) {
 			w.Code, w.Header().Get("Retry-After"))
 	}
 }
+
+func TestQueueRouteSettings(t *testing.T) {
+	t.Parallel()
+	timer := &recordingTimer{}
+	f := newFixture(t, Config{MaxWait: 1500 * time.Millisecond, After: timer.After})
+	h := f.lim.Limit("4/second", okHandler, Algorithm("leaky_queue"), Burst(5), Delay(2),
+		MaxWait(3*time.Second))
+
+	// Turns are 250ms apart and the first 2 requests beyond the rate pass
+	// at once; the capacity of 5 holds the fifth request for 500ms.
+	want := []int{200, 200, 200, 200, 200, StatusEnhanceYourCalm}
+	for i, code := range want {
+		if w := do(h, "GET", "/", client1); w.Code != code {
+			t.Errorf("request %d: status %d, want %d", i+1, w.Code, code)
+		}
+	}
+	wantDelays := []time.Duration{250 * time.Millisecond, 500 * time.Millisecond}
+	if !slices.Equal(timer.delays, wantDelays) {
+		t.Errorf("delays = %v, want %v", timer.delays, wantDelays)
+	}
+}
+
+func TestQueueRouteMaxWaitOverridesDefault(t *testing.T) {
+	t.Parallel()
+	timer := &recordingTimer{}
+	f := newFixture(t, Config{
+		Policy: policy.Config{Routes: []policy.Route{{Pattern: "/queue", Limits: []string{"5/5s"},
+			Algorithm: "leaky_queue", MaxWait: "2500ms"}}},
+		MaxWait: 1500 * time.Millisecond,
+		After:   timer.After,
+	})
+	h := f.lim.Middleware(okHandler)
+	for i, code := range []int{200, 200, 200, StatusEnhanceYourCalm} {
+		if w := do(h, "GET", "/queue", client1); w.Code != code {
+			t.Errorf("request %d: status %d, want %d", i+1, w.Code, code)
+		}
+	}
+	if want := []time.Duration{time.Second, 2 * time.Second}; !slices.Equal(timer.delays, want) {
+		t.Errorf("delays = %v, want %v: the route's 2.5s bound replaces the default 1.5s",
+			timer.delays, want)
+	}
+}
+
+func TestQueueSettingsCheckedAgainstLimiter(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, Config{})
+	_, err := f.lim.NewRoute("5/second", Delay(2))
+	if err == nil || !strings.Contains(err.Error(), "delay 2 has no effect with algorithm fixed_window") {
+		t.Errorf("NewRoute(Delay 2) under fixed_window = %v, want an error about the delay", err)
+	}
+	_, err = f.lim.NewRoute("5/second", Algorithm("leaky_queue"), MaxWait(2*time.Hour))
+	if err == nil || !strings.Contains(err.Error(), "max_wait") {
+		t.Errorf("NewRoute(MaxWait 2h) = %v, want an error about max_wait", err)
+	}
+	_, err = New(Config{Limiter: f.calm, Policy: policy.Config{Routes: []policy.Route{
+		{Pattern: "/q", Limits: []string{"5/second"}, MaxWait: "1s"}}}})
+	if err == nil || !strings.Contains(err.Error(), "default algorithm fixed_window") {
+		t.Errorf("New(route max_wait) under fixed_window = %v, want an error about max_wait", err)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/calm-limiter/calm"
 	"github.com/calm-limiter/calm/policy"
@@ -50,6 +51,30 @@ func Algorithm(name string) RouteOption {
 	return func(r *policy.Route, _ *string) { r.Algorithm = name }
 }
 
+// Burst sets the capacity of the token_bucket, leaky_bucket, leaky_queue
+// and gcra algorithms: the largest cost that may pass at once. Default:
+// the rule's request count. NewRoute fails for a window algorithm, which
+// ignores it.
+func Burst(n int64) RouteOption {
+	return func(r *policy.Route, _ *string) { r.Burst = n }
+}
+
+// Delay sets how many requests beyond the rate a leaky_queue route passes
+// without waiting for their turn, as nginx limit_req's delay=. Default: 0,
+// every request beyond the rate waits. NewRoute fails for another
+// algorithm, a negative delay or one above the capacity.
+func Delay(n int64) RouteOption {
+	return func(r *policy.Route, _ *string) { r.Delay = n }
+}
+
+// MaxWait sets the longest a request of a leaky_queue route waits for its
+// turn, from 1ms to policy.MaxWaitLimit. A request that would wait longer
+// is denied and charged nothing. Default: Config.MaxWait. NewRoute fails
+// for another algorithm or a wait outside that range.
+func MaxWait(d time.Duration) RouteOption {
+	return func(r *policy.Route, _ *string) { r.MaxWait = d.String() }
+}
+
 // Route is a set of limits declared for one handler, the counterpart of a
 // rate_limit("5/minute") decorator. It is safe for concurrent use.
 type Route struct {
@@ -67,6 +92,11 @@ func (l *Limiter) NewRoute(limits string, opts ...RouteOption) (*Route, error) {
 	endpoint := ""
 	for _, opt := range opts {
 		opt(&def, &endpoint)
+	}
+	if def.Algorithm == "" {
+		// The route runs under the limiter's algorithm; naming it lets
+		// Declare check a burst, delay or maximum wait against it.
+		def.Algorithm = l.limiter.Algorithm().String()
 	}
 	declared, err := policy.Declare(def)
 	if err != nil {

@@ -137,6 +137,22 @@ type Route struct {
 	// once. Zero means the rule's request count. The window algorithms
 	// ignore a burst, so New rejects one on a route that they decide.
 	Burst int64 `yaml:"burst" json:"burst"`
+
+	// Delay applies to the leaky_queue algorithm only: how many requests
+	// beyond the rate pass without waiting for their turn, as nginx
+	// limit_req's delay=. Zero holds every request beyond the rate until
+	// its turn. A delay equal to the capacity (Burst, else the rule's
+	// request count) holds none, as nginx's nodelay. New rejects a delay
+	// that is negative, above the capacity or on another algorithm.
+	Delay int64 `yaml:"delay" json:"delay"`
+
+	// MaxWait applies to the leaky_queue algorithm only: the longest a
+	// request waits for its turn, written as a Go duration such as "2s" or
+	// "500ms", or a whole number of seconds, from 1ms to MaxWaitLimit. A
+	// request that would wait longer is denied at once and charged
+	// nothing. Empty means the limiter's default: httplimit.Config.MaxWait,
+	// RATELIMIT_MAX_WAIT in the gateway.
+	MaxWait string `yaml:"max_wait" json:"max_wait"`
 }
 
 // Group sets limits for every request under a path prefix, with optional

@@ -166,6 +166,8 @@ func (m Match) AppendChecks(dst []calm.Check, client string) []calm.Check {
 			Rules:     s.rules,
 			Algorithm: s.algorithm,
 			Burst:     s.burst,
+			Delay:     s.delay,
+			MaxWait:   s.maxWait,
 		}
 		if s.policy == "" {
 			c.Policy = ms.endpoint
@@ -211,6 +213,7 @@ func Declare(r Route) (*Declared, error) {
 	if d.limits != nil && r.CostFunc == nil && len(b.errs) == errsBefore {
 		b.checkCapacity("cost", d.cost, d.limits)
 	}
+	d.limits = b.withQueue("", r.Delay, r.MaxWait, d.limits)
 	if len(b.errs) > 0 {
 		return nil, errors.Join(b.errs...)
 	}

@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/calm-limiter/calm"
 	"github.com/calm-limiter/calm/algorithm"
@@ -44,6 +45,10 @@ type ruleSet struct {
 	// "groups[0].algorithm"; empty when algorithm is nil.
 	algorithmSetting string
 	burst            int64
+	// delay and maxWait are the leaky queue's Route.Delay and
+	// Route.MaxWait; zero when not set.
+	delay   int64
+	maxWait time.Duration
 	// endpoint, when set, replaces the match's endpoint in keys; a group
 	// budget uses it so that every endpoint of the group shares one key.
 	endpoint string
@@ -270,6 +275,7 @@ func (b *builder) route(setting string, r Route, g *group) {
 	rt.limits = b.withBurst(setting+".burst", r.Burst, rt.limits)
 	b.p.byRoute[r.Pattern] = rt
 	rulesValid := len(b.errs) == errsBefore
+	rt.limits = b.withQueue(setting+".", r.Delay, r.MaxWait, rt.limits)
 	if rulesValid && r.CostFunc == nil &&
 		(r.Cost != nil || len(r.Limits) > 0 || r.Burst != 0 || r.Algorithm != "") {
 		// A group's cost on the group's own rules was checked with the

@@ -64,7 +64,7 @@ func TestConfigErrorOneLine(t *testing.T) {
 			`line 4: routes[0].cost="abc": invalid: want a whole number of 0 or more, such as 5`},
 		{"misspelt route setting", route + "    cots: 5\n", nil,
 			`line 4: routes[0]: unknown setting "cots" (did you mean "cost"?): ` +
-				"use pattern, name, limits, cost, scope, algorithm or burst"},
+				"use pattern, name, limits, cost, scope, algorithm, burst, delay or max_wait"},
 		{"misspelt top-level key", "rotues: []\n", nil,
 			`line 1: unknown top-level setting "rotues" (did you mean "routes"?): ` +
 				"use settings, tiers, default_limits, exclude, include, routes or groups"},
