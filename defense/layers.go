@@ -28,7 +28,7 @@ func (d *Defense) Checks(dst, user []calm.Check, v Verdict) []calm.Check {
 	hasGlobal := false
 	for _, c := range user {
 		if v.Reduced {
-			c.Rules, c.Burst = d.reduceRules(c.Rules), d.reduce(c.Burst)
+			c.Rules, c.Burst, c.Delay = d.reduceRules(c.Rules), d.reduce(c.Burst), d.reduce(c.Delay)
 		}
 		hasGlobal = hasGlobal || c.Scope == calm.ScopeGlobal
 		dst = append(dst, c)
@@ -42,7 +42,7 @@ func (d *Defense) Checks(dst, user []calm.Check, v Verdict) []calm.Check {
 			continue
 		}
 		if v.Reduced {
-			ec.Rules, ec.Burst = d.reduceRules(ec.Rules), d.reduce(ec.Burst)
+			ec.Rules, ec.Burst, ec.Delay = d.reduceRules(ec.Rules), d.reduce(ec.Burst), d.reduce(ec.Delay)
 		}
 		dst = append(dst, ec)
 	}
@@ -95,6 +95,9 @@ func (d *Defense) endpointCheck(first calm.Check, rest []calm.Check) (calm.Check
 			ec.Rules = widest(ec.Rules, multiply(r, d.cfg.EndpointMultiplier))
 		}
 		ec.Burst = max(ec.Burst, multiplyCount(c.Burst, d.cfg.EndpointMultiplier, maxBurst(ec.Rules)))
+		// A leaky queue's delay grows with the burst, so that the
+		// endpoint's queue does not hold what the client's lets through.
+		ec.Delay = max(ec.Delay, multiplyCount(c.Delay, d.cfg.EndpointMultiplier, maxBurst(ec.Rules)))
 	}
 	return ec, len(ec.Rules) > 0
 }

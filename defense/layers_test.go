@@ -15,6 +15,7 @@ func rules(s string) []calm.Rule { return calm.MustParseRules(s) }
 func TestChecksLayers(t *testing.T) {
 	t.Parallel()
 	gcra := algorithm.GCRA
+	queue := algorithm.LeakyQueue
 	user := calm.Check{Scope: calm.ScopeUser, Endpoint: "GET /items", Client: "c1",
 		Rules: rules("10/minute,100/hour")}
 	tests := []struct {
@@ -85,6 +86,29 @@ func TestChecksLayers(t *testing.T) {
 			},
 		},
 		{
+			name: "queue delay",
+			cfg:  Config{EndpointMultiplier: 3, GlobalRules: []calm.Rule{}},
+			user: []calm.Check{{Scope: calm.ScopeUser, Endpoint: "/a", Client: "c",
+				Rules: rules("10/minute"), Algorithm: &queue, Burst: 4, Delay: 2}},
+			want: []calm.Check{
+				{Scope: calm.ScopeUser, Endpoint: "/a", Client: "c",
+					Rules: rules("10/minute"), Algorithm: &queue, Burst: 4, Delay: 2},
+				{Scope: calm.ScopeEndpoint, Policy: EndpointPolicy, Endpoint: "/a",
+					Rules: rules("30/minute"), Algorithm: &queue, Burst: 12, Delay: 6},
+			},
+		},
+		{
+			name:    "reduced queue delay",
+			cfg:     Config{ReductionFactor: 0.25, GlobalRules: []calm.Rule{}},
+			user:    []calm.Check{{Scope: calm.ScopeUser, Endpoint: "/a", Client: "c", Rules: rules("12/minute"), Burst: 8, Delay: 4}},
+			verdict: Verdict{Allowed: true, Reduced: true},
+			want: []calm.Check{
+				{Scope: calm.ScopeUser, Endpoint: "/a", Client: "c", Rules: rules("3/minute"), Burst: 2, Delay: 1},
+				{Scope: calm.ScopeEndpoint, Policy: EndpointPolicy, Endpoint: "/a",
+					Rules: rules("30/minute"), Burst: 20, Delay: 10},
+			},
+		},
+		{
 			name:    "reduced",
 			cfg:     Config{ReductionFactor: 0.25},
 			user:    []calm.Check{{Scope: calm.ScopeUser, Endpoint: "/a", Client: "c", Rules: rules("10/minute,3/second"), Burst: 8}},
@@ -122,6 +146,9 @@ func formatChecks(checks []calm.Check) string {
 		}
 		if c.Burst != 0 {
 			b.WriteString(" burst=" + time.Duration(c.Burst).String())
+		}
+		if c.Delay != 0 {
+			b.WriteString(" delay=" + time.Duration(c.Delay).String())
 		}
 		b.WriteString("\n")
 	}

@@ -58,8 +58,8 @@ func (res *Resolver) appendNetworkChecks(id *Identity, checks []calm.Check) []ca
 		if base == nil {
 			base = c.Rules
 		}
-		// NOTE: an explicit Burst stays one client's burst for the whole
-		// network. Scaling it would also scale the burst of the endpoint
+		// NOTE: an explicit Burst (and a leaky queue's Delay) stays one
+		// client's for the whole network. Scaling it would also scale the burst of the endpoint
 		// layer that package defense derives from the user checks.
 		checks = append(checks, calm.Check{
 			Scope:     calm.ScopeUser,
@@ -70,6 +70,8 @@ func (res *Resolver) appendNetworkChecks(id *Identity, checks []calm.Check) []ca
 			BaseRules: base,
 			Algorithm: c.Algorithm,
 			Burst:     c.Burst,
+			Delay:     c.Delay,
+			MaxWait:   c.MaxWait,
 		})
 	}
 	return checks

@@ -210,7 +210,7 @@ func TestRewriteChecksNetworkCheck(t *testing.T) {
 	rules := calm.MustParseRules("3/minute,10/hour")
 	checks := []calm.Check{
 		{Scope: calm.ScopeUser, Policy: "login", Endpoint: "POST /auth/login", Client: id.Key,
-			Rules: rules, Burst: 2},
+			Rules: rules, Burst: 2, Delay: 1, MaxWait: time.Second},
 		{Scope: calm.ScopeEndpoint, Policy: "wide", Endpoint: "POST /auth/login",
 			Rules: calm.MustParseRules("100/minute")},
 	}
@@ -234,8 +234,9 @@ func TestRewriteChecksNetworkCheck(t *testing.T) {
 	if len(n.BaseRules) != 2 || n.BaseRules[0] != rules[0] || n.BaseRules[1] != rules[1] {
 		t.Errorf("network check BaseRules = %v, want the policy's %v", n.BaseRules, rules)
 	}
-	if n.Burst != 2 {
-		t.Errorf("network check Burst = %d, want 2", n.Burst)
+	if n.Burst != 2 || n.Delay != 1 || n.MaxWait != time.Second {
+		t.Errorf("network check Burst, Delay, MaxWait = %d, %d, %v; want 2, 1, 1s",
+			n.Burst, n.Delay, n.MaxWait)
 	}
 	if rules[0].Requests != 3 {
 		t.Errorf("policy rules modified: %v", rules)
