@@ -110,8 +110,18 @@ func printRoute(w io.Writer, r policy.Route, indent string, inherited []string,
 	if len(r.Limits) == 0 {
 		name = inheritedPolicy
 	}
+	var queue []string
+	if r.Burst != 0 {
+		queue = append(queue, fmt.Sprintf("burst %d", r.Burst))
+	}
+	if r.Delay != 0 {
+		queue = append(queue, fmt.Sprintf("delay %d", r.Delay))
+	}
+	if r.MaxWait != "" {
+		queue = append(queue, "max wait "+r.MaxWait)
+	}
 	fmt.Fprintf(w, "%s%s\t%s\tpolicy %s%s\n", indent, r.Pattern, limitsText(r.Limits, inherited),
-		name, extras(r.Scope, r.Cost, r.Algorithm))
+		name, extras(r.Scope, r.Cost, r.Algorithm, queue...))
 }
 
 // limitsText joins rules, or the inherited ones when there are none.
@@ -133,8 +143,9 @@ func nameOr(name, fallback string) string {
 	return name
 }
 
-// extras describes the optional scope, cost and algorithm of a route.
-func extras(scope string, cost *int64, alg string) string {
+// extras describes the optional scope, cost and algorithm of a route,
+// followed by more, such as its burst.
+func extras(scope string, cost *int64, alg string, more ...string) string {
 	var parts []string
 	if scope == string(calm.ScopeEndpoint) {
 		parts = append(parts, "shared by all clients")
@@ -145,6 +156,7 @@ func extras(scope string, cost *int64, alg string) string {
 	if alg != "" {
 		parts = append(parts, alg)
 	}
+	parts = append(parts, more...)
 	if len(parts) == 0 {
 		return ""
 	}

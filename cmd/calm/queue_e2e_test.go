@@ -181,3 +181,94 @@ func TestLeakyQueueShutdown(t *testing.T) {
 		})
 	}
 }
+
+// TestLeakyQueueRouteSettings checks a route's burst, delay and max_wait
+// from a config file: at 10/5s turns are 500ms apart, the first 2
+// requests beyond the rate pass at once, and the next waits 500ms, then
+// 1s. The sixth would wait 1.5s, beyond the route's 1s.
+func TestLeakyQueueRouteSettings(t *testing.T) {
+	t.Parallel()
+	up := newUpstream(t, nil)
+	path := writeConfig(t, "routes:\n  - pattern: GET /echo\n    limits: [10/5s]\n"+
+		"    algorithm: leaky_queue\n    burst: 8\n    delay: 2\n    max_wait: 1s\n")
+	p := startCalm(t, nil, "--upstream", up.URL, "--config", path, "--drain-delay", "0")
+
+	var served []time.Duration
+	denied := 0
+	for _, r := range burst(t, p.url+"/echo", 6) {
+		switch {
+		case r.status == http.StatusOK:
+			served = append(served, r.elapsed)
+		case r.status == 420 && r.reason == "queue_full":
+			denied++
+		default:
+			t.Errorf("status %d reason %q, want 200, or 420 with queue_full", r.status, r.reason)
+		}
+	}
+	if len(served) != 5 || denied != 1 {
+		t.Fatalf("served %d and denied %d of 6, want 5 and 1 (served at %v)",
+			len(served), denied, served)
+	}
+	slices.Sort(served)
+	if served[2] >= 500*time.Millisecond {
+		t.Errorf("third request served after %v, want at once: delay 2 lets it pass", served[2])
+	}
+	for k, turn := range []time.Duration{3: 500 * time.Millisecond, 4: time.Second} {
+		if served[k] < turn {
+			t.Errorf("request %d served after %v, want at least %v", k+1, served[k], turn)
+		}
+	}
+}
+
+// TestLeakyQueueConfigErrors checks that check-config and serve stop on a
+// bad queue setting with one line naming the setting, the value and the
+// fix.
+func TestLeakyQueueConfigErrors(t *testing.T) {
+	t.Parallel()
+	const route = "routes:\n  - pattern: GET /x\n    limits: [10/minute]\n"
+	tests := []struct {
+		name string
+		text string
+		env  map[string]string
+		want string // the message after "calm COMMAND: FILE: "
+	}{
+		{"delay on default algorithm", route + "    delay: 2\n", nil,
+			"routes[0].delay: delay 2 has no effect with the default algorithm sliding_window " +
+				"(RATELIMIT_ALGORITHM), which does not queue requests: remove delay, or set " +
+				"the route's algorithm to leaky_queue"},
+		{"max wait on algorithm from env", route + "    max_wait: 2s\n",
+			map[string]string{"RATELIMIT_ALGORITHM": "gcra"},
+			`routes[0].max_wait: max_wait "2s" has no effect with the default algorithm gcra ` +
+				"(RATELIMIT_ALGORITHM), which does not queue requests: remove max_wait, or set " +
+				"the route's algorithm to leaky_queue"},
+		{"delay above capacity", route + "    algorithm: leaky_queue\n    delay: 11\n", nil,
+			"routes[0].delay: delay 11 exceeds the capacity 10 of rule 10/minute in " +
+				"routes[0].limits: lower delay to at most 10 (10 lets every request within the " +
+				"capacity pass without waiting, as nginx's nodelay), or raise burst"},
+		{"negative delay", route + "    algorithm: leaky_queue\n    delay: -1\n", nil,
+			"routes[0].delay: delay -1 is negative: set how many requests beyond the rate " +
+				"pass without waiting, or remove delay to hold every one of them"},
+		{"negative max wait", route + "    algorithm: leaky_queue\n    max_wait: -1s\n", nil,
+			`routes[0].max_wait: max wait "-1s" is outside 1ms to 1h0m0s: set a wait in that ` +
+				"range, or remove it to use the default maximum wait"},
+		{"max wait not a duration", route + "    algorithm: leaky_queue\n    max_wait: soon\n", nil,
+			`routes[0].max_wait: max wait "soon" is not a duration: write one such as 2s or ` +
+				"500ms, or a whole number of seconds"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			path := writeConfig(t, tt.text)
+			want := path + ": " + tt.want
+			code, _, stderr := runWithEnv(t, tt.env, "check-config", path)
+			if code != 1 || stderr != "calm check-config: "+want+"\n" {
+				t.Errorf("check-config = %d, stderr:\n%s\nwant 1 and one line:\ncalm check-config: %s",
+					code, stderr, want)
+			}
+			code, stdout, stderr := runCalm(t, tt.env, "serve", "--addr", "127.0.0.1:0", "--config", path)
+			if code != 1 || stderr != "calm serve: "+want+"\n" || stdout != "" {
+				t.Errorf("serve = %d, stderr:\n%s\nwant 1 and one line:\ncalm serve: %s", code, stderr, want)
+			}
+		})
+	}
+}

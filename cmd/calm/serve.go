@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -174,9 +175,15 @@ func (gw *gateway) server() *http.Server {
 }
 
 // longestWait returns the longest time the middleware may hold a request
-// in a leaky queue.
+// in a leaky queue: RATELIMIT_MAX_WAIT or a route's longer max_wait.
 func (gw *gateway) longestWait() time.Duration {
-	return gw.settings.MaxWait
+	longest := gw.settings.MaxWait
+	for _, r := range routesOf(gw.policy) {
+		if d, err := policy.ParseMaxWait(r.MaxWait); err == nil {
+			longest = max(longest, d)
+		}
+	}
+	return longest
 }
 
 // shutdown reports not ready, keeps serving for drainDelay so that load
@@ -257,9 +264,14 @@ func (gw *gateway) logStart(addr net.Addr) {
 
 // routeCount returns the number of routes a policy names.
 func routeCount(pc policy.Config) int {
-	n := len(pc.Routes)
+	return len(routesOf(pc))
+}
+
+// routesOf returns the routes of a policy, those of its groups included.
+func routesOf(pc policy.Config) []policy.Route {
+	routes := slices.Clone(pc.Routes)
 	for _, g := range pc.Groups {
-		n += len(g.Routes)
+		routes = append(routes, g.Routes...)
 	}
-	return n
+	return routes
 }
