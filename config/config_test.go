@@ -150,7 +150,7 @@ func TestLoadSettingsInvalidEnv(t *testing.T) {
 		{"max keys zero", "RATELIMIT_MEMORY_MAX_KEYS", "0",
 			`RATELIMIT_MEMORY_MAX_KEYS="0": invalid: want an integer from 1 to 2147483647`},
 		{"cleanup negative", "RATELIMIT_MEMORY_CLEANUP_INTERVAL", "-5s",
-			`RATELIMIT_MEMORY_CLEANUP_INTERVAL="-5s": invalid: want a duration from 1s to 24h0m0s, ` +
+			`RATELIMIT_MEMORY_CLEANUP_INTERVAL="-5s": invalid: want a duration from 1s to 24h, ` +
 				`such as 30s or 30`},
 		{"max wait zero", "RATELIMIT_MAX_WAIT", "0",
 			`RATELIMIT_MAX_WAIT="0": invalid: want a duration from 1ms to 1h0m0s, such as 30s or 30`},
@@ -158,6 +158,13 @@ func TestLoadSettingsInvalidEnv(t *testing.T) {
 			`RATELIMIT_MAX_WAIT="-2s": invalid: want a duration from 1ms to 1h0m0s, such as 30s or 30`},
 		{"header mode", "RATELIMIT_HEADER_MODE", "all",
 			`RATELIMIT_HEADER_MODE="all": invalid: want legacy, draft or both`},
+		{"cleanup not a duration", "RATELIMIT_MEMORY_CLEANUP_INTERVAL", "soon",
+			`RATELIMIT_MEMORY_CLEANUP_INTERVAL="soon": invalid: want a duration from 1s to 24h, ` +
+				`such as 30s or 30`},
+		{"max keys fraction", "RATELIMIT_MEMORY_MAX_KEYS", "1.5",
+			`RATELIMIT_MEMORY_MAX_KEYS="1.5": invalid: want an integer from 1 to 2147483647`},
+		{"enabled blank", "RATELIMIT_ENABLED", " ",
+			`RATELIMIT_ENABLED=" ": invalid: want true or false`},
 		{"message newline", "RATELIMIT_HTTP_420_MESSAGE", "a\nb",
 			`RATELIMIT_HTTP_420_MESSAGE="a\nb": invalid: want text without control characters`},
 	}
@@ -250,7 +257,12 @@ func TestLoadErrorNamesSource(t *testing.T) {
 			"status_code": {Name: "--status-code", Value: "1"}}},
 			`--status-code="1": invalid: want 420 or 429`},
 		{"unknown key", Sources{File: mustParse(t, "settings:\n  stauts_code: 429\n")},
-			`calm.yaml: settings.stauts_code="429": invalid: unknown setting: use one of enabled, `},
+			`calm.yaml: settings.stauts_code="429": invalid: unknown setting ` +
+				`(did you mean "status_code"?): use one of enabled, `},
+		{"unknown key far", Sources{File: mustParse(t, "settings:\n  speed: 3\n")},
+			`calm.yaml: settings.speed="3": invalid: unknown setting: use one of enabled, `},
+		{"unknown key with newline", Sources{File: mustParse(t, "settings:\n  \"a\\nb\": 3\n")},
+			`calm.yaml: settings."a\nb"="3": invalid: unknown setting: use one of enabled, `},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -397,5 +409,26 @@ routes:
 	}
 	if mustParse(t, "settings: {}\n").HasPolicy {
 		t.Errorf("HasPolicy = true for a file with settings only, want false")
+	}
+}
+
+func TestFormatDuration(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		in   time.Duration
+		want string
+	}{
+		{24 * time.Hour, "24h"},
+		{time.Minute, "1m"},
+		{90 * time.Minute, "1h30m"},
+		{90 * time.Second, "1m30s"},
+		{100 * time.Millisecond, "100ms"},
+		{0, "0s"},
+		{time.Hour + time.Second, "1h0m1s"},
+	}
+	for _, tt := range tests {
+		if got := formatDuration(tt.in); got != tt.want {
+			t.Errorf("formatDuration(%v) = %q, want %q", tt.in, got, tt.want)
+		}
 	}
 }

@@ -140,13 +140,14 @@ func (f *File) readSettings(node yaml.Node) error {
 				f.Path, key.Line, kindName(key))
 		}
 		if line, dup := lines[key.Value]; dup {
-			return fmt.Errorf("%s: line %d: settings.%s: set twice, also on line %d: keep one",
-				f.Path, key.Line, key.Value, line)
+			return fmt.Errorf("%s: line %d: %s: set twice, also on line %d: keep one",
+				f.Path, key.Line, join("settings", key.Value), line)
 		}
 		lines[key.Value] = key.Line
 		text, err := scalarText(value)
 		if err != nil {
-			return fmt.Errorf("%s: line %d: settings.%s: invalid: %w", f.Path, value.Line, key.Value, err)
+			return fmt.Errorf("%s: line %d: %s: invalid: %w", f.Path, value.Line,
+				join("settings", key.Value), err)
 		}
 		f.Settings[key.Value] = text
 		f.order = append(f.order, key.Value)

@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -42,8 +43,10 @@ func FuzzLoadEnv(f *testing.F) {
 	})
 }
 
-// FuzzParseFile checks that any file content either parses or returns an
-// error, and that whatever parses also loads or returns a *Error.
+// FuzzParseFile checks that any file content either parses or returns one
+// line that names the file, and that whatever parses also loads or
+// returns a *Error, and validates as a policy or returns errors that each
+// name a setting.
 func FuzzParseFile(f *testing.F) {
 	for _, seed := range []string{
 		"",
@@ -56,12 +59,32 @@ func FuzzParseFile(f *testing.F) {
 		"settings:\n  enabled: !!binary aGVsbG8=\n",
 		"- 1\n- 2\n",
 		"settings: {? [a]: b}\n",
+		"routes:\n  - pattern: GET /x\n    limits: [10/minute]\n    cost: abc\n",
+		"routes:\n  - pattern: GET /x\n    cots: 5\n",
+		"routes:\n  - pattern: GET /x\n    cost: 1.5\n    burst: -3\n    algorithm: gcra\n",
+		"routes:\n  - pattern: GET /x\n    algorithm: sliding_window\n    burst: 50\n",
+		"routes:\n  pattern: GET /x\n",
+		"routes: [GET /x]\nexclude: /healthz\n",
+		"groups:\n  - &g {prefix: /a, cost: 2}\n  - <<: *g\n    prefix: /b\n",
+		"groups:\n  - prefix: /a\n    routes:\n      - pattern: GET /a/b\n        limits: 5/m\n",
+		"routes: &r\n  - pattern: GET /x\n    limits: *r\n",
+		"routes:\n  - pattern: GET /x\n    cost: 1\n    cost: 2\n",
+		"tiers:\n  levels:\n    - nmae: free\n",
+		"<<: {routes: []}\n",
+		"routes:\n  - <<: [*x]\n",
 	} {
 		f.Add([]byte(seed))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		file, err := ParseFile("fuzz.yaml", data)
 		if err != nil {
+			msg := err.Error()
+			if !strings.HasPrefix(msg, "fuzz.yaml: ") && !strings.HasPrefix(msg, "config file fuzz.yaml: ") {
+				t.Fatalf("ParseFile error %q does not start with the file", msg)
+			}
+			if strings.Contains(msg, "\n") {
+				t.Fatalf("ParseFile error %q has several lines", msg)
+			}
 			return
 		}
 		_, _, err = LoadSettings(Sources{File: file})
@@ -69,5 +92,19 @@ func FuzzParseFile(f *testing.F) {
 		if err != nil && !errors.As(err, &cerr) {
 			t.Fatalf("LoadSettings error %v is not a *Error", err)
 		}
+		err = file.Policy.Validate()
+		if err == nil {
+			return
+		}
+		for _, line := range strings.Split(err.Error(), "\n") {
+			if !policySetting.MatchString(line) {
+				t.Fatalf("Validate error line %q names no setting", line)
+			}
+		}
 	})
 }
+
+// policySetting matches a policy error that starts with the setting it is
+// about, such as "routes[0].cost: " or "groups[1].routes[0].burst: ".
+var policySetting = regexp.MustCompile(
+	`^(default_limits|(exclude|include)\[\d+\]|(groups\[\d+\]\.)?routes\[\d+\]\.\w+|groups\[\d+\]\.\w+): `)

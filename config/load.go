@@ -151,8 +151,9 @@ func checkFileKeys(vars []Var, f *File) error {
 	for _, key := range f.order {
 		if !known[key] {
 			return &Error{
-				Setting: f.Path + ": settings." + key, Value: f.Settings[key], Source: FromFile,
-				Err: fmt.Errorf("unknown setting: use one of %s", strings.Join(keys, ", ")),
+				Setting: f.Path + ": " + join("settings", key), Value: f.Settings[key], Source: FromFile,
+				Err: fmt.Errorf("unknown setting%s: use one of %s", suggest(key, keys),
+					strings.Join(keys, ", ")),
 			}
 		}
 	}

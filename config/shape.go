@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -123,16 +124,16 @@ func (c *shapeChecker) keys(n *yaml.Node, fields []yamlField, setting string, ex
 			}
 			continue
 		}
+		field, ok := findField(fields, key.Value)
+		if !ok {
+			return c.unknownKey(key, fields, setting)
+		}
 		if explicit != nil {
 			if line, dup := explicit[key.Value]; dup {
 				return fmt.Errorf("%s: line %d: %s: set twice, also on line %d: keep one",
 					c.path, key.Line, join(setting, key.Value), line)
 			}
 			explicit[key.Value] = key.Line
-		}
-		field, ok := findField(fields, key.Value)
-		if !ok {
-			return c.unknownKey(key, fields, setting)
 		}
 		if err := c.check(value, field.typ, join(setting, key.Value)); err != nil {
 			return err
@@ -177,15 +178,11 @@ func (c *shapeChecker) unknownKey(key *yaml.Node, fields []yamlField, setting st
 	for i, f := range fields {
 		names[i] = f.name
 	}
-	suggestion := closest(key.Value, names)
-	if suggestion == "" && setting == "" {
+	hint := suggest(key.Value, names)
+	if hint == "" && setting == "" {
 		if _, isSetting := sharedSettingKeys()[key.Value]; isSetting {
-			suggestion = "settings." + key.Value
+			hint = fmt.Sprintf(" (did you mean %q?)", "settings."+key.Value)
 		}
-	}
-	hint := ""
-	if suggestion != "" {
-		hint = fmt.Sprintf(" (did you mean %q?)", suggestion)
 	}
 	where := setting + ": unknown setting"
 	if setting == "" {
@@ -202,7 +199,7 @@ func (c *shapeChecker) list(n *yaml.Node, t reflect.Type, setting string) error 
 		switch {
 		case isStructType(elem):
 			return c.invalid(n, setting, `want a list, each item starting with "- ", not `+kindName(n))
-		case n.Kind == yaml.ScalarNode:
+		case n.Kind == yaml.ScalarNode && isPlainExample(n.Value):
 			return c.invalid(n, setting, fmt.Sprintf("want a list, such as [%s]", n.Value))
 		}
 		return c.invalid(n, setting, "want a list, not "+kindName(n))
@@ -289,12 +286,20 @@ func (c *shapeChecker) wantMapping(fields []yamlField, setting string, found *ya
 		names[i] = f.name
 	}
 	want := "want a mapping of " + andList(names)
-	if found.Kind == yaml.ScalarNode && len(fields) > 0 {
+	if found.Kind == yaml.ScalarNode && len(fields) > 0 && isPlainExample(found.Value) {
 		// Text where a mapping belongs is most often the value of its
 		// first field, such as a route written as its pattern.
 		return fmt.Sprintf("%s, such as {%s: %s}", want, fields[0].name, found.Value)
 	}
 	return want + ", not " + kindName(found)
+}
+
+// isPlainExample reports whether a value can be shown unquoted inside a
+// suggestion: short, one line and printable.
+func isPlainExample(v string) bool {
+	return v != "" && len(v) <= 40 && !strings.ContainsFunc(v, func(r rune) bool {
+		return r < ' ' || r == 0x7f || r == utf8.RuneError
+	})
 }
 
 // kindName names the kind of a node for messages.
@@ -338,12 +343,24 @@ func isStructType(t reflect.Type) bool {
 	return t.Kind() == reflect.Struct && t != nodeType
 }
 
-// join appends key to the setting path.
+// join appends key to the setting path. A key that is not a plain name,
+// such as a map key with spaces or a newline, is quoted.
 func join(setting, key string) string {
+	if !isPlainName(key) {
+		key = strconv.Quote(key)
+	}
 	if setting == "" {
 		return key
 	}
 	return setting + "." + key
+}
+
+// isPlainName reports whether key can stand unquoted in a setting path.
+func isPlainName(key string) bool {
+	return key != "" && len(key) <= 64 && !strings.ContainsFunc(key, func(r rune) bool {
+		return !(r == '_' || r == '-' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' ||
+			r >= 'A' && r <= 'Z')
+	})
 }
 
 // yamlField is a key that a struct decodes.
@@ -394,6 +411,15 @@ func findField(fields []yamlField, name string) (yamlField, bool) {
 		}
 	}
 	return yamlField{}, false
+}
+
+// suggest returns ` (did you mean "name"?)` for the name in names that
+// key most likely misspells, or "" when none is close.
+func suggest(key string, names []string) string {
+	if name := closest(key, names); name != "" {
+		return fmt.Sprintf(" (did you mean %q?)", name)
+	}
+	return ""
 }
 
 // closest returns the name in names that key most likely misspells, or ""

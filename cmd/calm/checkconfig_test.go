@@ -107,7 +107,8 @@ func TestCheckConfigErrors(t *testing.T) {
 		{"bad rule", []string{"check-config", badRule}, 1,
 			"calm check-config: " + badRule + `: routes[0].limits: invalid rule "10/fortnight"`},
 		{"unknown setting", []string{"check-config", badKey}, 1,
-			"calm check-config: " + badKey + `: settings.algoritm="gcra": invalid: unknown setting`},
+			"calm check-config: " + badKey + `: settings.algoritm="gcra": invalid: unknown setting ` +
+				`(did you mean "algorithm"?): use one of enabled, algorithm, `},
 		{"cost above capacity", []string{"check-config", badCost}, 1,
 			"calm check-config: " + badCost + ": routes[0].cost: cost 10 exceeds the capacity 5 " +
 				"of rule 5/minute in routes[0].limits, so these requests can never pass: " +
