@@ -84,16 +84,31 @@ func Duration(dst *time.Duration, lo, hi time.Duration) func(string) error {
 		if err != nil {
 			secs, serr := strconv.ParseInt(v, 10, 64)
 			if serr != nil || secs > int64(hi/time.Second)+1 || secs < 0 {
-				return fmt.Errorf("want a duration from %v to %v, such as 30s or 30", lo, hi)
+				return fmt.Errorf("want a duration from %s to %s, such as 30s or 30",
+					formatDuration(lo), formatDuration(hi))
 			}
 			d = time.Duration(secs) * time.Second
 		}
 		if d < lo || d > hi {
-			return fmt.Errorf("want a duration from %v to %v, such as 30s or 30", lo, hi)
+			return fmt.Errorf("want a duration from %s to %s, such as 30s or 30",
+				formatDuration(lo), formatDuration(hi))
 		}
 		*dst = d
 		return nil
 	}
+}
+
+// formatDuration formats d as time.Duration.String does, without zero
+// minutes and seconds at the end: 24h rather than 24h0m0s.
+func formatDuration(d time.Duration) string {
+	text := d.String()
+	if strings.HasSuffix(text, "m0s") {
+		text = strings.TrimSuffix(text, "0s")
+	}
+	if strings.HasSuffix(text, "h0m") {
+		text = strings.TrimSuffix(text, "0m")
+	}
+	return text
 }
 
 // OneOf returns a parser that accepts one of the allowed words, compared
