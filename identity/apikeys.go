@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/calm-limiter/calm/config"
 )
 
 // Bounds on an API key file.
@@ -46,6 +48,16 @@ func LoadAPIKeys(path string) (APIKeyLookup, error) {
 }
 
 func parseAPIKeys(path string, data []byte) (APIKeyLookup, error) {
+	// The shape check names the entry, the key and the fix where the
+	// decoder's own messages name Go types.
+	var node yaml.Node
+	if err := yaml.Unmarshal(data, &node); err != nil {
+		return nil, fmt.Errorf("API key file %s: invalid YAML: %s", path,
+			strings.TrimPrefix(err.Error(), "yaml: "))
+	}
+	if err := config.CheckSection(path, "keys", &node, []apiKeyEntry{}); err != nil {
+		return nil, fmt.Errorf("API key file %w", err)
+	}
 	var entries []apiKeyEntry
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)

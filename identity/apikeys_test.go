@@ -27,7 +27,18 @@ func TestLoadAPIKeys(t *testing.T) {
 		{name: "duplicate", file: "- {sha256: " + good + ", subject: a}\n- {sha256: " + good +
 			", subject: b}\n", wantErr: "listed twice"},
 		{name: "unknown key", file: "- {sha256: " + good + ", subject: a, key: x}\n",
-			wantErr: "invalid"},
+			wantErr: `keys.yaml: line 1: keys[0]: unknown setting "key": ` +
+				`use sha256, subject, tier or permissions`},
+		{name: "misspelt key", file: "- sha256: " + good + "\n  subjct: a\n",
+			wantErr: `keys.yaml: line 2: keys[0]: unknown setting "subjct" (did you mean "subject"?)`},
+		{name: "permissions not a list", file: "- sha256: " + good + "\n  subject: a\n" +
+			"  permissions: circuit.bypass\n",
+			wantErr: `keys.yaml: line 3: keys[0].permissions="circuit.bypass": invalid: want a ` +
+				`list, such as [circuit.bypass]`},
+		{name: "not a list", file: "sha256: " + good + "\n",
+			wantErr: `keys.yaml: line 1: keys: invalid: want a list, each item starting with "- ", ` +
+				`not a mapping`},
+		{name: "not YAML", file: "- [\n", wantErr: "invalid YAML"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
