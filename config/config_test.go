@@ -153,9 +153,9 @@ func TestLoadSettingsInvalidEnv(t *testing.T) {
 			`RATELIMIT_MEMORY_CLEANUP_INTERVAL="-5s": invalid: want a duration from 1s to 24h, ` +
 				`such as 30s or 30`},
 		{"max wait zero", "RATELIMIT_MAX_WAIT", "0",
-			`RATELIMIT_MAX_WAIT="0": invalid: want a duration from 1ms to 1h0m0s, such as 30s or 30`},
+			`RATELIMIT_MAX_WAIT="0": invalid: want a duration from 1ms to 1h, such as 30s or 30`},
 		{"max wait negative", "RATELIMIT_MAX_WAIT", "-2s",
-			`RATELIMIT_MAX_WAIT="-2s": invalid: want a duration from 1ms to 1h0m0s, such as 30s or 30`},
+			`RATELIMIT_MAX_WAIT="-2s": invalid: want a duration from 1ms to 1h, such as 30s or 30`},
 		{"header mode", "RATELIMIT_HEADER_MODE", "all",
 			`RATELIMIT_HEADER_MODE="all": invalid: want legacy, draft or both`},
 		{"cleanup not a duration", "RATELIMIT_MEMORY_CLEANUP_INTERVAL", "soon",
