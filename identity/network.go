@@ -58,9 +58,10 @@ func (res *Resolver) appendNetworkChecks(id *Identity, checks []calm.Check) []ca
 		if base == nil {
 			base = c.Rules
 		}
-		// NOTE: an explicit Burst (and a leaky queue's Delay) stays one
-		// client's for the whole network. Scaling it would also scale the burst of the endpoint
-		// layer that package defense derives from the user checks.
+		// NOTE: an explicit Burst, and a leaky queue's Delay, stay one
+		// client's for the whole network. Scaling them would also scale
+		// those of the endpoint layer that package defense derives from the
+		// user checks.
 		checks = append(checks, calm.Check{
 			Scope:     calm.ScopeUser,
 			Policy:    PolicyNetwork,
