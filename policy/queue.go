@@ -31,10 +31,23 @@ func ParseMaxWait(s string) (time.Duration, error) {
 		d = time.Duration(min(max(secs, -1), int64(MaxWaitLimit/time.Second)+1)) * time.Second
 	}
 	if d < minMaxWait || d > MaxWaitLimit {
-		return 0, fmt.Errorf("max wait %q is outside 1ms to %v: set a wait in that range, "+
-			"or remove it to use the default maximum wait", s, MaxWaitLimit)
+		return 0, fmt.Errorf("max wait %q is outside 1ms to %s: set a wait in that range, "+
+			"or remove it to use the default maximum wait", s, shortDuration(MaxWaitLimit))
 	}
 	return d, nil
+}
+
+// shortDuration formats d as time.Duration.String does, without the zero
+// minutes and seconds of a whole hour: 1h, not 1h0m0s.
+func shortDuration(d time.Duration) string {
+	text := d.String()
+	if strings.HasSuffix(text, "m0s") {
+		text = strings.TrimSuffix(text, "0s")
+	}
+	if strings.HasSuffix(text, "h0m") {
+		text = strings.TrimSuffix(text, "0m")
+	}
+	return text
 }
 
 // withQueue returns s with a route's delay and maximum wait for the leaky

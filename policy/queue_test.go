@@ -24,8 +24,8 @@ func TestParseMaxWait(t *testing.T) {
 		{"spaces", " 3s ", 3 * time.Second, ""},
 		{"limit", "1h", time.Hour, ""},
 		{"smallest", "1ms", time.Millisecond, ""},
-		{"zero", "0", 0, `max wait "0" is outside 1ms to 1h0m0s`},
-		{"negative", "-2s", 0, `max wait "-2s" is outside 1ms to 1h0m0s`},
+		{"zero", "0", 0, `max wait "0" is outside 1ms to 1h`},
+		{"negative", "-2s", 0, `max wait "-2s" is outside 1ms to 1h`},
 		{"negative seconds", "-2", 0, `max wait "-2" is outside`},
 		{"too long", "2h", 0, `max wait "2h" is outside`},
 		{"huge seconds", "99999999999999999", 0, "is outside"},
@@ -132,7 +132,7 @@ func TestQueueSettingsInvalid(t *testing.T) {
 		{"bad max wait", Config{Routes: []Route{queueRoute(0, "soon")}},
 			[]string{"routes[0].max_wait: ", `"soon"`, "such as 2s"}},
 		{"zero max wait", Config{Routes: []Route{queueRoute(0, "0s")}},
-			[]string{"routes[0].max_wait: ", `"0s"`, "outside 1ms to 1h0m0s", "remove it"}},
+			[]string{"routes[0].max_wait: ", `"0s"`, "outside 1ms to 1h", "remove it"}},
 		{"delay on gcra", Config{Routes: []Route{{Pattern: "/q", Limits: []string{"5/second"},
 			Algorithm: "gcra", Delay: 2}}},
 			[]string{"routes[0].delay: ", "delay 2 has no effect with algorithm gcra", fixQueue}},
@@ -204,5 +204,17 @@ func TestDeclareQueueSettings(t *testing.T) {
 	_, err = Declare(Route{Limits: []string{"5/second"}, Algorithm: "gcra", Delay: 2})
 	if err == nil || !strings.Contains(err.Error(), "delay: delay 2 has no effect with algorithm gcra") {
 		t.Errorf("Declare(delay on gcra) = %v, want an error about the delay", err)
+	}
+}
+
+func TestShortDuration(t *testing.T) {
+	t.Parallel()
+	for d, want := range map[time.Duration]string{
+		time.Hour: "1h", 90 * time.Minute: "1h30m", 2 * time.Minute: "2m",
+		time.Hour + time.Second: "1h0m1s", 1500 * time.Millisecond: "1.5s",
+	} {
+		if got := shortDuration(d); got != want {
+			t.Errorf("shortDuration(%v) = %q, want %q", d, got, want)
+		}
 	}
 }

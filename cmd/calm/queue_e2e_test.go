@@ -249,7 +249,7 @@ func TestLeakyQueueConfigErrors(t *testing.T) {
 			"routes[0].delay: delay -1 is negative: set how many requests beyond the rate " +
 				"pass without waiting, or remove delay to hold every one of them"},
 		{"negative max wait", route + "    algorithm: leaky_queue\n    max_wait: -1s\n", nil,
-			`routes[0].max_wait: max wait "-1s" is outside 1ms to 1h0m0s: set a wait in that ` +
+			`routes[0].max_wait: max wait "-1s" is outside 1ms to 1h: set a wait in that ` +
 				"range, or remove it to use the default maximum wait"},
 		{"max wait not a duration", route + "    algorithm: leaky_queue\n    max_wait: soon\n", nil,
 			`routes[0].max_wait: max wait "soon" is not a duration: write one such as 2s or ` +
