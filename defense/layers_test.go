@@ -2,6 +2,7 @@ package defense
 
 import (
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -31,8 +32,8 @@ func TestChecksLayers(t *testing.T) {
 			want: []calm.Check{
 				user,
 				{Scope: calm.ScopeEndpoint, Policy: EndpointPolicy, Endpoint: "GET /items",
-					Rules: rules("100/minute,1000/hour")},
-				{Scope: calm.ScopeGlobal, Policy: GlobalPolicy, Rules: rules("50000/minute")},
+					Rules: rules("100/minute,1000/hour"), Delay: 1000},
+				{Scope: calm.ScopeGlobal, Policy: GlobalPolicy, Rules: rules("50000/minute"), Delay: 50000},
 			},
 		},
 		{
@@ -43,8 +44,8 @@ func TestChecksLayers(t *testing.T) {
 			want: []calm.Check{
 				user,
 				{Scope: calm.ScopeEndpoint, Policy: EndpointPolicy, Endpoint: "GET /items",
-					Rules: rules("500/minute")},
-				{Scope: calm.ScopeGlobal, Policy: GlobalPolicy, Rules: rules("10/second")},
+					Rules: rules("500/minute"), Delay: 500},
+				{Scope: calm.ScopeGlobal, Policy: GlobalPolicy, Rules: rules("10/second"), Delay: 10},
 			},
 		},
 		{
@@ -68,8 +69,9 @@ func TestChecksLayers(t *testing.T) {
 				{Scope: calm.ScopeUser, Endpoint: "/b", Client: "c", Rules: rules("7/hour")},
 				{Scope: calm.ScopeUser, Client: "c", Rules: rules("1000/day")},
 				{Scope: calm.ScopeEndpoint, Policy: EndpointPolicy, Endpoint: "/a",
-					Rules: rules("60/minute,10/second"), Algorithm: &gcra, Burst: 8},
-				{Scope: calm.ScopeEndpoint, Policy: EndpointPolicy, Endpoint: "/b", Rules: rules("14/hour")},
+					Rules: rules("60/minute,10/second"), Algorithm: &gcra, Burst: 8, Delay: 60},
+				{Scope: calm.ScopeEndpoint, Policy: EndpointPolicy, Endpoint: "/b", Rules: rules("14/hour"),
+					Delay: 14},
 			},
 		},
 		{
@@ -86,7 +88,7 @@ func TestChecksLayers(t *testing.T) {
 			},
 		},
 		{
-			name: "queue delay",
+			name: "queue delay stays with the client",
 			cfg:  Config{EndpointMultiplier: 3, GlobalRules: []calm.Rule{}},
 			user: []calm.Check{{Scope: calm.ScopeUser, Endpoint: "/a", Client: "c",
 				Rules: rules("10/minute"), Algorithm: &queue, Burst: 4, Delay: 2}},
@@ -94,7 +96,7 @@ func TestChecksLayers(t *testing.T) {
 				{Scope: calm.ScopeUser, Endpoint: "/a", Client: "c",
 					Rules: rules("10/minute"), Algorithm: &queue, Burst: 4, Delay: 2},
 				{Scope: calm.ScopeEndpoint, Policy: EndpointPolicy, Endpoint: "/a",
-					Rules: rules("30/minute"), Algorithm: &queue, Burst: 12, Delay: 6},
+					Rules: rules("30/minute"), Algorithm: &queue, Burst: 12, Delay: 30},
 			},
 		},
 		{
@@ -105,7 +107,7 @@ func TestChecksLayers(t *testing.T) {
 			want: []calm.Check{
 				{Scope: calm.ScopeUser, Endpoint: "/a", Client: "c", Rules: rules("3/minute"), Burst: 2, Delay: 1},
 				{Scope: calm.ScopeEndpoint, Policy: EndpointPolicy, Endpoint: "/a",
-					Rules: rules("30/minute"), Burst: 20, Delay: 10},
+					Rules: rules("30/minute"), Burst: 20, Delay: 30},
 			},
 		},
 		{
@@ -116,8 +118,8 @@ func TestChecksLayers(t *testing.T) {
 			want: []calm.Check{
 				{Scope: calm.ScopeUser, Endpoint: "/a", Client: "c", Rules: rules("2/minute,1/second"), Burst: 2},
 				{Scope: calm.ScopeEndpoint, Policy: EndpointPolicy, Endpoint: "/a",
-					Rules: rules("25/minute,7/second"), Burst: 20},
-				{Scope: calm.ScopeGlobal, Policy: GlobalPolicy, Rules: rules("12500/minute")},
+					Rules: rules("25/minute,7/second"), Burst: 20, Delay: 25},
+				{Scope: calm.ScopeGlobal, Policy: GlobalPolicy, Rules: rules("12500/minute"), Delay: 12500},
 			},
 		},
 	}
@@ -145,10 +147,10 @@ func formatChecks(checks []calm.Check) string {
 			b.WriteString(" " + r.String())
 		}
 		if c.Burst != 0 {
-			b.WriteString(" burst=" + time.Duration(c.Burst).String())
+			b.WriteString(" burst=" + strconv.FormatInt(c.Burst, 10))
 		}
 		if c.Delay != 0 {
-			b.WriteString(" delay=" + time.Duration(c.Delay).String())
+			b.WriteString(" delay=" + strconv.FormatInt(c.Delay, 10))
 		}
 		b.WriteString("\n")
 	}
