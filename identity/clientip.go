@@ -113,15 +113,16 @@ func ParseTrustedProxies(s string) ([]netip.Prefix, error) {
 		if strings.Contains(part, "/") {
 			p, err := netip.ParsePrefix(part)
 			if err != nil {
-				return nil, fmt.Errorf("invalid trusted proxy %q: %v", part, err)
+				return nil, fmt.Errorf("entry %q is not an IP address or a CIDR network such "+
+					"as 10.0.0.0/8 or 2001:db8::/32", part)
 			}
 			out = append(out, p.Masked())
 			continue
 		}
 		a, err := netip.ParseAddr(part)
 		if err != nil || a.Zone() != "" {
-			return nil, fmt.Errorf("invalid trusted proxy %q: want an IP address or a CIDR "+
-				"network such as 10.0.0.0/8", part)
+			return nil, fmt.Errorf("entry %q is not an IP address or a CIDR network such "+
+				"as 10.0.0.0/8 or 2001:db8::/32", part)
 		}
 		a = a.Unmap()
 		out = append(out, netip.PrefixFrom(a, a.BitLen()))

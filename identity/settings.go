@@ -174,7 +174,7 @@ func proxies(dst *[]netip.Prefix) func(string) error {
 	return func(v string) error {
 		p, err := ParseTrustedProxies(v)
 		if err != nil {
-			return fmt.Errorf("want IP addresses or CIDR networks such as 10.0.0.0/8: %w", err)
+			return err
 		}
 		*dst = p
 		return nil
