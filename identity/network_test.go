@@ -234,8 +234,10 @@ func TestRewriteChecksNetworkCheck(t *testing.T) {
 	if len(n.BaseRules) != 2 || n.BaseRules[0] != rules[0] || n.BaseRules[1] != rules[1] {
 		t.Errorf("network check BaseRules = %v, want the policy's %v", n.BaseRules, rules)
 	}
-	if n.Burst != 2 || n.Delay != 1 || n.MaxWait != time.Second {
-		t.Errorf("network check Burst, Delay, MaxWait = %d, %d, %v; want 2, 1, 1s",
+	// The delay is the largest rule's capacity, so the network budget
+	// never holds a request: only the client's own check queues.
+	if n.Burst != 2 || n.Delay != 40 || n.MaxWait != time.Second {
+		t.Errorf("network check Burst, Delay, MaxWait = %d, %d, %v; want 2, 40, 1s",
 			n.Burst, n.Delay, n.MaxWait)
 	}
 	if rules[0].Requests != 3 {
