@@ -298,6 +298,14 @@ func TestLoadSecretHidden(t *testing.T) {
 	if values[0].Raw != "<secret>" || secret != "correct horse" {
 		t.Errorf("Load shows %q and stores %q, want <secret> and the value", values[0].Raw, secret)
 	}
+	vars[0].Parse = func(string) error { return nil }
+	values, err = Load(vars, Sources{Lookup: env(map[string]string{})})
+	if err != nil {
+		t.Fatalf("Load without the secret: %v", err)
+	}
+	if values[0].Raw != "" {
+		t.Errorf("Load shows an unset secret as %q, want \"\"", values[0].Raw)
+	}
 }
 
 func mustParse(t *testing.T, text string) *File {
@@ -427,8 +435,8 @@ func TestFormatDuration(t *testing.T) {
 		{time.Hour + time.Second, "1h0m1s"},
 	}
 	for _, tt := range tests {
-		if got := formatDuration(tt.in); got != tt.want {
-			t.Errorf("formatDuration(%v) = %q, want %q", tt.in, got, tt.want)
+		if got := FormatDuration(tt.in); got != tt.want {
+			t.Errorf("FormatDuration(%v) = %q, want %q", tt.in, got, tt.want)
 		}
 	}
 }

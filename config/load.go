@@ -51,7 +51,7 @@ type Flag struct {
 // Value is the outcome of Load for one Var.
 type Value struct {
 	Var    Var
-	Raw    string // the text that was parsed; "<secret>" when Var.Secret
+	Raw    string // the text that was parsed; "<secret>" when Var.Secret and not empty
 	Source Source
 }
 
@@ -60,7 +60,7 @@ type Value struct {
 // `RATELIMIT_STATUS_CODE="abc": invalid: want 420 or 429`.
 type Error struct {
 	Setting string // RATELIMIT_X, "--flag" or "FILE: settings.key"
-	Value   string // quoted in the message; "<secret>" for secrets
+	Value   string // quoted in the message; "<secret>" for a secret that is not empty
 	Source  Source
 	Err     error
 }
@@ -120,8 +120,10 @@ func load(v Var, src Sources) (Value, error) {
 		raw, source, setting = f.Value, FromFlag, f.Name
 	}
 
+	// An empty secret stays empty, so printed configuration shows that
+	// none is set; it reveals nothing.
 	displayed := raw
-	if v.Secret {
+	if v.Secret && raw != "" {
 		displayed = "<secret>"
 	}
 	if len(raw) > maxValueLength {

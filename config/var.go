@@ -35,7 +35,8 @@ type Var struct {
 	Default string
 	// Usage is one sentence for the docs and `calm check-config`.
 	Usage string
-	// Secret hides the value in errors and in printed configuration.
+	// Secret hides the value in errors and in printed configuration. An
+	// empty value stays visible as empty, so that it shows none is set.
 	Secret bool
 	// Parse validates value and stores it. Its error text follows
 	// "invalid: " in the message, so it states what is expected, such as
@@ -85,22 +86,23 @@ func Duration(dst *time.Duration, lo, hi time.Duration) func(string) error {
 			secs, serr := strconv.ParseInt(v, 10, 64)
 			if serr != nil || secs > int64(hi/time.Second)+1 || secs < 0 {
 				return fmt.Errorf("want a duration from %s to %s, such as 30s or 30",
-					formatDuration(lo), formatDuration(hi))
+					FormatDuration(lo), FormatDuration(hi))
 			}
 			d = time.Duration(secs) * time.Second
 		}
 		if d < lo || d > hi {
 			return fmt.Errorf("want a duration from %s to %s, such as 30s or 30",
-				formatDuration(lo), formatDuration(hi))
+				FormatDuration(lo), FormatDuration(hi))
 		}
 		*dst = d
 		return nil
 	}
 }
 
-// formatDuration formats d as time.Duration.String does, without zero
-// minutes and seconds at the end: 24h rather than 24h0m0s.
-func formatDuration(d time.Duration) string {
+// FormatDuration formats d as time.Duration.String does, without zero
+// minutes and seconds at the end: 24h rather than 24h0m0s. Messages and
+// printed configuration use it.
+func FormatDuration(d time.Duration) string {
 	text := d.String()
 	if strings.HasSuffix(text, "m0s") {
 		text = strings.TrimSuffix(text, "0s")

@@ -53,12 +53,18 @@ func runCheckConfig(ctx context.Context, c *cli) error {
 	return nil
 }
 
-// printSettings writes one line per setting with its value and source.
+// printSettings writes one line per setting with its value and source. An
+// empty value prints as "(empty)"; a secret that is set prints as
+// "<secret>", never as its value.
 func printSettings(w io.Writer, values []config.Value) {
 	fmt.Fprintln(w, "Settings (name, source, value):")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	for _, v := range values {
-		fmt.Fprintf(tw, "  %s\t%s\t%s\n", v.Var.Env, v.Source, v.Raw)
+		shown := v.Raw
+		if shown == "" {
+			shown = "(empty)"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\n", v.Var.Env, v.Source, shown)
 	}
 	tw.Flush()
 }
@@ -118,7 +124,13 @@ func printRoute(w io.Writer, r policy.Route, indent string, inherited []string,
 		queue = append(queue, fmt.Sprintf("delay %d", r.Delay))
 	}
 	if r.MaxWait != "" {
-		queue = append(queue, "max wait "+r.MaxWait)
+		// Validate accepted the wait, so it parses; "2" prints as 2s.
+		wait, err := policy.ParseMaxWait(r.MaxWait)
+		text := config.FormatDuration(wait)
+		if err != nil {
+			text = r.MaxWait
+		}
+		queue = append(queue, "max wait "+text)
 	}
 	fmt.Fprintf(w, "%s%s\t%s\tpolicy %s%s\n", indent, r.Pattern, limitsText(r.Limits, inherited),
 		name, extras(r.Scope, r.Cost, r.Algorithm, queue...))

@@ -172,3 +172,82 @@ func squeeze(s string) string {
 	}
 	return strings.Join(lines, "\n")
 }
+
+func TestCheckConfigSecrets(t *testing.T) {
+	t.Parallel()
+	const fpSecret = "0123456789abcdef0123456789abcdef-fp"
+	const jwtSecret = "0123456789abcdef0123456789abcdef-jwt"
+	const redisURL = "redis://:hunter2-password@127.0.0.1:6379/0"
+	tests := []struct {
+		name string
+		env  map[string]string
+		want string // the value column of the three secrets
+	}{
+		{"unset", nil, "(empty)"},
+		{"set", map[string]string{"RATELIMIT_FP_SECRET": fpSecret,
+			"RATELIMIT_AUTH_JWT_SECRET": jwtSecret, "RATELIMIT_REDIS_URL": redisURL}, "<secret>"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			code, stdout, stderr := runWithEnv(t, tt.env, "check-config", exampleConfig)
+			if code != 0 {
+				t.Fatalf("check-config exit status = %d, want 0; stderr: %s", code, stderr)
+			}
+			for _, name := range []string{"RATELIMIT_FP_SECRET", "RATELIMIT_AUTH_JWT_SECRET",
+				"RATELIMIT_REDIS_URL"} {
+				line := settingLine(stdout, name)
+				if line == "" {
+					t.Errorf("check-config output lacks %s:\n%s", name, stdout)
+				} else if !strings.HasSuffix(line, " "+tt.want) {
+					t.Errorf("check-config prints %q, want the value %s", line, tt.want)
+				}
+			}
+			for _, secret := range []string{fpSecret, jwtSecret, "hunter2"} {
+				if strings.Contains(stdout, secret) {
+					t.Errorf("check-config output contains the secret %q:\n%s", secret, stdout)
+				}
+			}
+		})
+	}
+}
+
+// settingLine returns the squeezed line of check-config output that
+// starts with the setting name, or "" when there is none.
+func settingLine(stdout, name string) string {
+	for _, line := range strings.Split(squeeze(stdout), "\n") {
+		if strings.HasPrefix(line, name+" ") {
+			return line
+		}
+	}
+	return ""
+}
+
+func TestCheckConfigQueueDurations(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		maxWait string
+		want    string
+	}{
+		{"whole seconds", "2", "max wait 2s"},
+		{"fraction", "1.5s", "max wait 1.5s"},
+		{"milliseconds", "500ms", "max wait 500ms"},
+		{"hour in seconds", "3600", "max wait 1h"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			path := writeConfig(t, "routes:\n  - pattern: GET /x\n    limits: [10/minute]\n"+
+				"    algorithm: leaky_queue\n    delay: 3\n    max_wait: "+tt.maxWait+"\n")
+			code, stdout, stderr := runInProcess(t, "check-config", path)
+			if code != 0 {
+				t.Fatalf("check-config exit status = %d, want 0; stderr: %s", code, stderr)
+			}
+			want := "GET /x 10/minute policy GET /x (leaky_queue, delay 3, " + tt.want + ")\n"
+			if !strings.Contains(squeeze(stdout), want) {
+				t.Errorf("check-config output lacks %q:\n%s", want, stdout)
+			}
+		})
+	}
+}
