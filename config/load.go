@@ -120,8 +120,8 @@ func load(v Var, src Sources) (Value, error) {
 		raw, source, setting = f.Value, FromFlag, f.Name
 	}
 
-	// An empty secret stays empty, so printed configuration shows that
-	// none is set; it reveals nothing.
+	// An empty secret reveals nothing, so it stays empty and printed
+	// configuration shows that none is set.
 	displayed := raw
 	if v.Secret && raw != "" {
 		displayed = "<secret>"

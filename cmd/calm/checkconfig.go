@@ -60,11 +60,11 @@ func printSettings(w io.Writer, values []config.Value) {
 	fmt.Fprintln(w, "Settings (name, source, value):")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	for _, v := range values {
-		shown := v.Raw
-		if shown == "" {
-			shown = "(empty)"
+		value := v.Raw
+		if value == "" {
+			value = "(empty)"
 		}
-		fmt.Fprintf(tw, "  %s\t%s\t%s\n", v.Var.Env, v.Source, shown)
+		fmt.Fprintf(tw, "  %s\t%s\t%s\n", v.Var.Env, v.Source, value)
 	}
 	tw.Flush()
 }
@@ -124,7 +124,7 @@ func printRoute(w io.Writer, r policy.Route, indent string, inherited []string,
 		queue = append(queue, fmt.Sprintf("delay %d", r.Delay))
 	}
 	if r.MaxWait != "" {
-		// Validate accepted the wait, so it parses; "2" prints as 2s.
+		// Validate accepted the wait, so it parses, and "2" prints as 2s.
 		wait, err := policy.ParseMaxWait(r.MaxWait)
 		text := config.FormatDuration(wait)
 		if err != nil {
