@@ -253,7 +253,8 @@ func TestWindowBoundsTight(t *testing.T) {
 
 // TestSteadyTrafficExact sends one request every 10 ms for an hour against
 // 7 per 3 s, a rate whose interval (428 571 3/7 µs) is not a whole number of
-// microseconds, and counts admissions per 3 s window.
+// microseconds, and counts admissions per 3 s window. For the leaky queue it
+// also counts releases (admission + Wait) per window.
 func TestSteadyTrafficExact(t *testing.T) {
 	t.Parallel()
 	l := Limit{Quota: 7, Window: 3 * second}
@@ -281,11 +282,22 @@ func TestSteadyTrafficExact(t *testing.T) {
 			t.Parallel()
 			var s State
 			perWindow := make([]int64, hour/l.Window)
+			released := make([]int64, hour/l.Window+1)
 			for now := start; now < start+hour; now += 10 * ms {
 				next, d := Decide(tc.kind, s, now, l, 1)
 				if d.Allowed {
 					perWindow[(now-start)/l.Window]++
+					released[(now+d.Wait-start)/l.Window]++
 					s = next
+				}
+			}
+			if tc.kind == LeakyQueue {
+				// With Delay 0 the 13 admitted in the first window leave
+				// one interval apart: 7 in each window.
+				for i, got := range released[:len(released)-2] {
+					if got != 7 {
+						t.Fatalf("leaky queue window %d released %d, want 7", i, got)
+					}
 				}
 			}
 			if perWindow[0] != tc.first {
