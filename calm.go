@@ -71,6 +71,18 @@ type Check struct {
 	MaxWait time.Duration
 }
 
+// NoDelay returns a leaky-queue Delay at or above the capacity of every
+// rule of c, with which the queue never holds a request of c, as nginx
+// limit_req's nodelay. Layers that count many clients together use it, so
+// that only each client's own check holds requests.
+func (c *Check) NoDelay() int64 {
+	capacity := c.Burst
+	for _, r := range c.Rules {
+		capacity = max(capacity, r.Requests)
+	}
+	return capacity
+}
+
 // Quota is the state of one rule after a request, for headers that list
 // every policy in force.
 type Quota struct {

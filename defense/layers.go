@@ -44,7 +44,9 @@ func (d *Defense) Checks(dst, user []calm.Check, v Verdict) []calm.Check {
 		if v.Reduced {
 			ec.Rules, ec.Burst = d.reduceRules(ec.Rules), d.reduce(ec.Burst)
 		}
-		ec.Delay = noWait(ec.Rules, ec.Burst)
+		// The endpoint layer counts every client of the endpoint, so it
+		// denies when full and never holds a request.
+		ec.Delay = ec.NoDelay()
 		dst = append(dst, ec)
 	}
 	if !hasGlobal && len(d.global) > 0 {
@@ -52,25 +54,11 @@ func (d *Defense) Checks(dst, user []calm.Check, v Verdict) []calm.Check {
 		if v.Reduced {
 			rules = d.reduceRules(rules)
 		}
-		dst = append(dst, calm.Check{Scope: calm.ScopeGlobal, Policy: GlobalPolicy, Rules: rules,
-			Delay: noWait(rules, 0)})
+		global := calm.Check{Scope: calm.ScopeGlobal, Policy: GlobalPolicy, Rules: rules}
+		global.Delay = global.NoDelay()
+		dst = append(dst, global)
 	}
 	return dst
-}
-
-// noWait returns a leaky-queue delay at or above the capacity of every rule
-// of a check with the given burst, so that the check never holds a request.
-// The endpoint and global layers protect the service from all clients at
-// once: under the leaky queue they deny when full, as a meter does, and
-// leave holding requests to each client's own queue. Otherwise a global
-// layer of 50000/minute would space every request of every client 1.2 ms
-// apart.
-func noWait(rules []calm.Rule, burst int64) int64 {
-	capacity := burst
-	for _, r := range rules {
-		capacity = max(capacity, r.Requests)
-	}
-	return capacity
 }
 
 func hasEndpoint(checks []calm.Check, endpoint string) bool {

@@ -61,34 +61,24 @@ func (res *Resolver) appendNetworkChecks(id *Identity, checks []calm.Check) []ca
 		// NOTE: an explicit Burst stays one client's for the whole
 		// network. Scaling it would also scale the burst of the endpoint
 		// layer that package defense derives from the user checks.
-		rules := multiplyRules(c.Rules, res.networkMultiplier)
-		checks = append(checks, calm.Check{
+		network := calm.Check{
 			Scope:     calm.ScopeUser,
 			Policy:    PolicyNetwork,
 			Endpoint:  c.Endpoint,
 			Client:    client,
-			Rules:     rules,
+			Rules:     multiplyRules(c.Rules, res.networkMultiplier),
 			BaseRules: base,
 			Algorithm: c.Algorithm,
 			Burst:     c.Burst,
-			Delay:     noWait(rules, c.Burst),
 			MaxWait:   c.MaxWait,
-		})
+		}
+		// The budget counts every client of one address, so it denies when
+		// full and never holds a request: users behind one NAT do not queue
+		// behind each other.
+		network.Delay = network.NoDelay()
+		checks = append(checks, network)
 	}
 	return checks
-}
-
-// noWait returns a leaky-queue delay at or above the capacity of every rule
-// of a check with the given burst, so that the check never holds a request.
-// The network budget counts every client of one address: under the leaky
-// queue it denies when full, and each client's own check holds requests.
-// Holding there too would queue the users behind one NAT after each other.
-func noWait(rules []calm.Rule, burst int64) int64 {
-	capacity := burst
-	for _, r := range rules {
-		capacity = max(capacity, r.Requests)
-	}
-	return capacity
 }
 
 // multiplyRules returns rules with every request count times n. Each count
