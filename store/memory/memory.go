@@ -2,10 +2,10 @@
 // heap of one process, bounded by a maximum number of keys. A key takes a
 // slot just wide enough for its fingerprint, its rule and its state, and
 // a table keeps about 1.15 slots per key. For 1,000,000 keys under one
-// rule (make bench-memory), that is about 3.2 bytes per key for the window
-// algorithms at 1/hour, 4.7 to 5.8 at 100/minute, and 7.4 for GCRA and the
-// buckets at 1/hour or 100/minute; about 14 under rules whose values need
-// more than 40 bits, such as 1,048,576/minute.
+// rule (make bench-memory), the window algorithms take about 3.2 bytes per
+// key at 1/hour and 4.7 to 5.8 at 100/minute. GCRA and the buckets take
+// 7.4 at either rule. A rule whose values need more than 40 bits, such as
+// 1,048,576/minute, takes about 13 bytes per key.
 //
 // # Layout
 //
@@ -17,8 +17,8 @@
 // pair in a per-store registry, and the algorithm state packed into at
 // most 40 bits. Its width is the sum of the three as the shard needs them:
 // no index bits while the shard holds one rule, and the widest state
-// among its rules, so a store of one rule of 1/hour takes 22 bits per
-// slot under the sliding window counter and 51 under GCRA. A shard widens
+// among its rules. A store of one rule of 1/hour takes 22 bits per slot
+// under the sliding window counter and 51 under GCRA. A shard widens
 // its slots in place when a rule needs more. Limits whose values need more
 // than 40 bits use 32 more in a side array. The store keeps no key strings
 // and no per-key pointers. States that do not fit their packed form
@@ -29,8 +29,9 @@
 // size its share of MaxKeys needs. Until it reaches that size it also keeps
 // the 32 bits of each key's hash that choose its buckets, which growing
 // needs to place the key again. The table one step below full size, with
-// those bits, takes at most 6 bytes per slot of the full table. So a store holding far fewer keys than MaxKeys keeps them
-// close together, in few cache lines.
+// those bits, takes at most 6 bytes per slot of the full table. So a
+// store holding far fewer keys than MaxKeys keeps them close together, in
+// few cache lines.
 //
 // # Fingerprint collisions
 //
@@ -170,10 +171,10 @@ var _ store.Store = (*Store)(nil)
 //
 // Each shard allocates a small table when its first key arrives and
 // doubles it as keys arrive, up to about 1.15 slots per key of its share
-// of MaxKeys: at most 9.2 bytes per key, 9.2 MB in all for the default,
-// and less for rules with small states (see the package documentation).
-// A side array of up to 4.6 bytes per key more follows when a key needs
-// it.
+// of MaxKeys. That is at most 9.2 bytes per key, 9.2 MB in all for the
+// default, and less for rules with small states (see the package
+// documentation). A side array of up to 4.6 bytes per key more follows
+// when a key needs it.
 func New(cfg Config) *Store {
 	return newStore(cfg, maxShards, startKeys)
 }

@@ -9,8 +9,8 @@ import (
 
 // A shard's table is an array of slots in buckets of bucketSlots. A key
 // may live in either of two buckets chosen from its hash. The slots are
-// packed as narrow as the shard's layouts allow (see slots); code outside
-// slots sees each one as a 64-bit word:
+// packed as narrow as the shard's layouts allow (see slots). Code outside
+// slots reads and writes each one as a 64-bit word:
 //
 //	bits 46–63  fingerprint: 18 bits of the key's hash, never 0
 //	bits 40–45  layout index in the store's registry, 1 to maxLayouts
@@ -190,7 +190,8 @@ func (sh *shard) allocate(withExt bool) {
 }
 
 // The Go heap gives an allocation above largeAlloc bytes whole pages of
-// heapPage bytes. Both sizes have been these since Go 1.0.
+// heapPage bytes: MaxSmallSize and 1<<PageShift in the runtime's
+// internal/runtime/gc of Go 1.26. Another size only wastes part of a page.
 const (
 	heapPage   = 8192
 	largeAlloc = 32 << 10
@@ -263,9 +264,9 @@ func (sh *shard) buckets(h uint64) (uint64, uint64) {
 }
 
 // bucketsOf returns the two buckets of the keys whose hash has the low 32
-// bits x: the top bits of x, and those of x times an odd constant (2^32
-// over the golden ratio), which scatters the keys of one first bucket
-// over the table.
+// bits x. The first comes from the top bits of x. The second comes from
+// the top bits of x times 2^32 over the golden ratio, an odd constant, so
+// the keys of one first bucket scatter over the table.
 func (sh *shard) bucketsOf(x uint32) (uint64, uint64) {
 	b1 := uint64(x) * sh.nb >> 32
 	b2 := uint64(x*0x9e3779b9) * sh.nb >> 32
