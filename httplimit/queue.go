@@ -69,7 +69,7 @@ func (h *holder) stopped() bool {
 	}
 }
 
-// holdOutcome is how a wait ended.
+// holdOutcome is the outcome of a wait.
 type holdOutcome uint8
 
 const (
@@ -118,7 +118,7 @@ func (q *queueBound) release() {
 }
 
 // boundQueue sets MaxWait on every leaky-queue check of a request, before
-// the store sees them, so that a request that would wait too long is
+// the store applies them, so that a request that would wait too long is
 // denied and charged nothing. The bound is the smallest MaxWait that a
 // check sets, such as a route's max_wait, else Config.MaxWait, and at most
 // q.limit. Every queue of the request gets the same bound, and a request
@@ -206,7 +206,7 @@ func (l *Limiter) pass(
 // Unavailable, Retry-After and "Connection: close", and requests that
 // arrive later are not held: those that would have to wait are denied as
 // queue_full, charged nothing. Call it before a server's shutdown deadline
-// passes, so that held requests get an answer instead of a closed
+// passes, so that held requests get a response instead of a closed
 // connection. The charges of the held requests are not refunded. It is safe
 // to call more than once and from any goroutine.
 func (l *Limiter) StopWaiting() {
