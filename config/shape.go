@@ -23,8 +23,8 @@ import (
 //
 // Integers in config sections count things (costs, bursts, requests), so
 // the message for one that does not parse asks for "a whole number of 0 or
-// more"; a negative number parses and is left to the section's own
-// validation.
+// more". A negative number parses, and the section's own validation
+// rejects it.
 func CheckSection(path, section string, node *yaml.Node, sample any) error {
 	return checkShape(path, section, node, sample)
 }

@@ -202,7 +202,7 @@ func (gw *gateway) shutdown(srv *http.Server, drainDelay, timeout time.Duration)
 	defer cancel()
 	if gw.limits != nil {
 		// Requests held in a leaky queue whose turn comes before the
-		// deadline are served; the rest get a 503 just before it, where
+		// deadline are served. The rest get a 503 just before it, because
 		// Close would drop their connections without a response.
 		stop := time.AfterFunc(timeout-stopWaitingMargin(timeout), gw.limits.StopWaiting)
 		defer stop.Stop()
